@@ -1,0 +1,49 @@
+"""The benchmark pipeline: prepare → train → evaluate → aggregate → report.
+
+    snakemake --cores all                          the quick suite (config/config.yaml)
+    snakemake --cores all --config suite=smoke     another suite
+    snakemake --cores all --profile profiles/default
+
+Each rule calls `python -m bench ...`; the same commands run a single step by hand.
+"""
+import os
+import shlex
+import sys
+
+sys.path.insert(0, workflow.basedir)
+from bench import config as bench_config
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+CONFIG = bench_config.load_config(config)
+SUITE = CONFIG["suite"]
+RUNS = bench_config.expand(SUITE)
+DATA, RESULTS, REPORTS = CONFIG["data_dir"], CONFIG["results_dir"], CONFIG["reports_dir"]
+RUN_DIR = RESULTS + "/{suite}/{dataset}/{method}/{variant}/seed{seed}"
+
+# Every rule runs the suite's own CLI with the interpreter that runs Snakemake, from any
+# working directory (the repository goes on PYTHONPATH).
+BENCH = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "bench"))
+DIRS = " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(CONFIG[key]))}"
+                for key in ("data_dir", "results_dir", "reports_dir", "device"))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+
+wildcard_constraints:
+    suite="[A-Za-z0-9_.+-]+",
+    dataset="[A-Za-z0-9_.+-]+",
+    method="[A-Za-z0-9_.+-]+",
+    variant="[A-Za-z0-9_.+-]+",
+    seed="[0-9]+",
+
+
+rule all:
+    input:
+        f"{REPORTS}/{SUITE}/leaderboard.md",
+        f"{REPORTS}/{SUITE}/leaderboard.csv",
+        f"{REPORTS}/{SUITE}/figures/scores.png",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"

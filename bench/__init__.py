@@ -1,0 +1,1 @@
+"""The runner: configuration, run expansion and seeding, provenance, and the command line."""

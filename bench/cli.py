@@ -1,0 +1,133 @@
+"""The command line of the suite; the Snakemake rules call it, and so can you.
+
+    python -m bench runs --suite quick                      list the runs of a suite
+    python -m bench data list                               datasets, prepared or not
+    python -m bench data prepare digits                     prepare one dataset
+    python -m bench run --suite quick --dataset digits --method kmeans --variant pca50 --seed 0
+    python -m bench evaluate --suite quick --dataset digits --method kmeans --variant pca50 --seed 0
+    python -m bench aggregate --suite quick                 results/quick/summary.csv
+    python -m bench report --suite quick                    reports/quick/leaderboard.{md,csv} + figures
+
+Every command takes --data-dir/--results-dir/--reports-dir/--device to override
+config/config.yaml. Configuration errors exit with status 2 and a one-line message.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import config as cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = cfg.load_config({"suite": getattr(args, "suite", None), "data_dir": args.data_dir,
+                                  "results_dir": args.results_dir, "reports_dir": args.reports_dir,
+                                  "device": args.device})
+        return args.command(config, args) or 0
+    except (cfg.ConfigError, KeyError, FileNotFoundError, NotImplementedError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir")
+    common.add_argument("--results-dir")
+    common.add_argument("--reports-dir")
+    common.add_argument("--device")
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    def command(name, function, help, run=False, suite=False):
+        sub = commands.add_parser(name, parents=[common], help=help)
+        sub.set_defaults(command=function)
+        if suite or run:
+            sub.add_argument("--suite", required=run, help="default: the suite of config/config.yaml")
+        if run:
+            for option in ("dataset", "method", "variant"):
+                sub.add_argument(f"--{option}", required=True)
+            sub.add_argument("--seed", type=int, required=True, help="seed index within the suite (0, 1, ...)")
+        return sub
+
+    command("runs", list_runs, "list the runs of a suite", suite=True)
+    command("run", run, "train one run", run=True).add_argument(
+        "--force", action="store_true", help="retrain even when a completed run with this config exists")
+    command("evaluate", evaluate, "score one trained run", run=True)
+    command("aggregate", aggregate, "collect a suite's metrics into summary.csv", suite=True)
+    command("report", report, "render a suite's leaderboards and figures", suite=True)
+
+    data = commands.add_parser("data", help="list or prepare datasets").add_subparsers(required=True, metavar="action")
+    sub = data.add_parser("list", parents=[common], help="every dataset, prepared or not")
+    sub.set_defaults(command=list_data)
+    sub = data.add_parser("prepare", parents=[common], help="download (if needed) and prepare datasets")
+    sub.add_argument("names", nargs="+", metavar="NAME")
+    sub.add_argument("--force", action="store_true", help="prepare again even if prepared")
+    sub.set_defaults(command=prepare_data)
+    return parser
+
+
+def _run_id(config, args) -> cfg.RunId:
+    return cfg.find_run(config["suite"], args.dataset, args.method, args.variant, args.seed)
+
+
+def list_runs(config, args):
+    for run_id in cfg.expand(config["suite"]):
+        print(run_id.label())
+
+
+def run(config, args):
+    from bench.runner import train
+    print(train(config, _run_id(config, args), force=args.force))
+
+
+def evaluate(config, args):
+    from bench.runner import evaluate
+    print(evaluate(config, _run_id(config, args)))
+
+
+def aggregate(config, args):
+    from common.files import write_text
+    from evaluation.aggregate import collect
+    path = Path(config["results_dir"]) / config["suite"] / "summary.csv"
+    table = collect(cfg.expand(config["suite"]), config["results_dir"])
+    write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    print(path)
+
+
+def report(config, args):
+    from reports.leaderboard import render
+    suite = config["suite"]
+    summary = Path(config["results_dir"]) / suite / "summary.csv"
+    if not summary.exists():
+        raise FileNotFoundError(f"{summary} does not exist; run `python -m bench aggregate --suite {suite}` first")
+    for path in render(summary, Path(config["reports_dir"]) / suite, suite, cfg.load_suite(suite)["description"]):
+        print(path)
+
+
+def list_data(config, args):
+    import json
+
+    import datasets
+    print(f"{'dataset':<14} {'kind':<7} {'status':<13} {'splits':<28} digest")
+    for name in [*datasets.DATASETS, *datasets.PAPER_DATASETS]:
+        manifest_path = Path(config["data_dir"]) / name / "manifest.json"
+        if name not in datasets.DATASETS:
+            print(f"{name:<14} {'':<7} {'no loader yet':<13}")
+        elif manifest_path.exists():
+            manifest = json.loads(manifest_path.read_text())
+            splits = ", ".join(f"{s} {n:,}" for s, n in manifest["splits"].items())
+            print(f"{name:<14} {manifest['kind']:<7} {'prepared':<13} {splits:<28} {manifest['digest'][:12]}")
+        else:
+            print(f"{name:<14} {datasets.get(name).kind:<7} {'not prepared':<13}")
+
+
+def prepare_data(config, args):
+    import datasets
+    for name in args.names:
+        dataset = datasets.get(name)    # unknown names fail here, before anything is written
+        print(dataset.prepare(config["data_dir"], force=args.force))

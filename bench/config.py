@@ -1,0 +1,189 @@
+"""Loading and validating configuration, and expanding a suite into runs.
+
+Everything is checked before anything runs: the schema (unknown keys, wrong types, values
+out of range), then names against the registries (methods, variants, datasets, metrics).
+Every error names the bad key or value and lists the valid choices. Nothing here imports
+torch: `snakemake -n` stays fast.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+import datasets
+import evaluation
+import methods
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "config"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_yaml(path: Path):
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+
+
+def validate(instance, definition: str, where: str) -> None:
+    """Validate against `$defs/<definition>` of config/schema.yaml; raise ConfigError naming the key."""
+    schema = load_yaml(CONFIG_DIR / "schema.yaml")
+    validator = jsonschema.Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]})
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is None:
+        return
+    location = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = error.schema.get("properties", {})
+        unexpected = sorted(set(error.instance) - set(allowed))
+        raise ConfigError(f"{where}: unknown key {', '.join(map(repr, unexpected))} in {location}; "
+                          f"valid keys: {', '.join(allowed)}")
+    if error.validator == "required":
+        raise ConfigError(f"{where}: {error.message} in {location}")
+    raise ConfigError(f"{where}: bad value at {location}: {error.message}")
+
+
+def _unknown(kind: str, name: str, valid) -> ConfigError:
+    return ConfigError(f"unknown {kind} '{name}'; valid: {', '.join(sorted(valid))}")
+
+
+# Global config -----------------------------------------------------------------------------
+
+def load_config(overrides: dict | None = None) -> dict:
+    """config/config.yaml with `overrides` (e.g. snakemake --config) applied, validated."""
+    config = load_yaml(CONFIG_DIR / "config.yaml")
+    config.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    validate(config, "config", "config")
+    return config
+
+
+# Methods and variants ----------------------------------------------------------------------
+
+def load_methods() -> dict:
+    spec = load_yaml(CONFIG_DIR / "methods.yaml")
+    validate(spec, "methods", "config/methods.yaml")
+    for name in spec["methods"]:
+        if name not in methods.METHODS:
+            raise ConfigError(f"config/methods.yaml: block for unregistered method '{name}'; "
+                              f"registered: {', '.join(sorted(methods.METHODS))}")
+    return spec
+
+
+def method_config(method: str, variant: str, spec: dict | None = None) -> dict:
+    """The full config of one method variant: common, then defaults, then the variant."""
+    spec = spec or load_methods()
+    if method not in spec["methods"]:
+        raise _unknown("method", method, spec["methods"])
+    block = spec["methods"][method]
+    if variant not in block["variants"]:
+        raise _unknown(f"variant of {method}", variant, block["variants"])
+    defaults = {**spec["common"], **block["defaults"]}
+    overrides = block["variants"][variant]
+    for key, value in overrides.items():
+        if key not in defaults:
+            raise ConfigError(f"config/methods.yaml: {method}.variants.{variant}: unknown key '{key}'; "
+                              f"valid keys: {', '.join(defaults)}")
+        if not _same_type(defaults[key], value):
+            raise ConfigError(f"config/methods.yaml: {method}.variants.{variant}.{key} = {value!r} is a "
+                              f"{type(value).__name__}, but the default {defaults[key]!r} is a "
+                              f"{type(defaults[key]).__name__}")
+    return copy.deepcopy({**defaults, **overrides})
+
+
+def _same_type(default, value) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)) and isinstance(value, (int, float)):
+        return isinstance(default, float) or isinstance(value, int)
+    return type(default) is type(value)
+
+
+def config_hash(config: dict) -> str:
+    from common.files import sha256_json
+    return sha256_json(config)[:12]
+
+
+# Suites ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, order=True)
+class RunId:
+    suite: str
+    dataset: str
+    method: str
+    variant: str
+    seed_index: int
+
+    @property
+    def seed(self) -> int:
+        return derive_seed(self.dataset, self.method, self.variant, self.seed_index)
+
+    def path(self, results_dir: str | Path) -> Path:
+        return Path(results_dir) / self.suite / self.dataset / self.method / self.variant / f"seed{self.seed_index}"
+
+    def label(self) -> str:
+        return f"{self.suite}/{self.dataset}/{self.method}/{self.variant}/seed{self.seed_index}"
+
+
+def derive_seed(dataset: str, method: str, variant: str, seed_index: int) -> int:
+    """A stable 31-bit seed from the run's identity (same on every machine and process)."""
+    identity = f"{dataset}/{method}/{variant}/{seed_index}".encode()
+    return int.from_bytes(hashlib.sha256(identity).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "suites").glob("*.yaml"))
+
+
+def load_suite(name: str) -> dict:
+    if name not in suite_names():
+        raise _unknown("suite", name, suite_names())
+    path = CONFIG_DIR / "suites" / f"{name}.yaml"
+    suite = load_yaml(path)
+    validate(suite, "suite", str(path.relative_to(REPO)))
+    spec = load_methods()
+    known_datasets = set(datasets.DATASETS) | set(datasets.PAPER_DATASETS)
+    for group in suite["runs"]:
+        for dataset in group["datasets"]:
+            if dataset not in known_datasets:
+                raise _unknown("dataset", dataset, known_datasets)
+        for method, variants in group["methods"].items():
+            for variant in variants:
+                method_config(method, variant, spec)
+    for metric in suite.get("metrics", []):
+        if metric not in evaluation.METRICS:
+            raise _unknown("metric", metric, evaluation.METRICS)
+    return suite
+
+
+def expand(suite_name: str) -> list[RunId]:
+    """Every run of a suite: dataset × method × variant × seed, in a stable order."""
+    suite = load_suite(suite_name)
+    runs = {RunId(suite_name, dataset, method, variant, seed)
+            for group in suite["runs"]
+            for dataset in group["datasets"]
+            for method, variants in group["methods"].items()
+            for variant in variants
+            for seed in range(suite["seeds"])}
+    return sorted(runs)
+
+
+def find_run(suite_name: str, dataset: str, method: str, variant: str, seed_index: int) -> RunId:
+    run = RunId(suite_name, dataset, method, variant, seed_index)
+    if run not in expand(suite_name):
+        raise ConfigError(f"{run.label()} is not a run of suite '{suite_name}'; "
+                          f"see `python -m bench runs --suite {suite_name}`")
+    return run

@@ -1,0 +1,120 @@
+"""Training and evaluating one run: the steps that the Snakemake rules call through the CLI.
+
+    results/<suite>/<dataset>/<method>/<variant>/seed<k>/
+        run.json       provenance and status (written at start, and again at the end or on failure)
+        train_log.csv  what the method logged
+        outputs.npz    the method's outputs about the score split
+        metrics.json   one value per metric, each with its spec
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+import datasets
+import evaluation
+import methods
+from bench import provenance
+from bench.config import RunId, config_hash, load_methods, load_suite, method_config
+from common.files import save_npz, write_json
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def train(config: dict, run: RunId, force: bool = False) -> Path:
+    """Train one run and write its outputs; a completed run with the same config is kept."""
+    method_cfg = method_config(run.method, run.variant, load_methods())
+    dataset = datasets.get(run.dataset)
+    manifest = dataset.manifest(config["data_dir"])            # fails early when not prepared
+    fit_split, score_split = (dataset.split_name(method_cfg[k]) for k in ("fit_split", "score_split"))
+    method = methods.get(run.method)
+    run_dir = run.path(config["results_dir"])
+    previous = read_json(run_dir / "run.json")
+    if (not force and previous and previous["status"] == "completed" and (run_dir / "outputs.npz").exists()
+            and previous["config_hash"] == config_hash(method_cfg) and previous["data"]["digest"] == manifest["digest"]):
+        print(f"{run.label()}: already completed with this config; --force to retrain", file=sys.stderr)
+        return run_dir
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_log.csv").unlink(missing_ok=True)
+    record = {
+        "suite": run.suite, "dataset": run.dataset, "method": run.method, "variant": run.variant,
+        "seed_index": run.seed_index, "seed": run.seed, "tracks": list(method.tracks),
+        "config": method_cfg, "config_hash": config_hash(method_cfg),
+        "data": {"digest": manifest["digest"], "fit_split": fit_split, "score_split": score_split},
+        "device_setting": config["device"], "precision": config["precision"],
+        "git": provenance.git_state(), "packages": provenance.package_versions(), "machine": provenance.machine(),
+        "command": sys.argv, "started": _now(), "status": "running",
+    }
+    write_json(run_dir / "run.json", record)
+    print(f"{run.label()}: training {run.method} ({run.variant}) on {run.dataset} [{fit_split}], seed {run.seed}",
+          file=sys.stderr, flush=True)
+
+    provenance.seed_everything(run.seed)
+    fit = dataset.load(config["data_dir"], method_cfg["fit_split"])
+    score = fit if score_split == fit_split else dataset.load(config["data_dir"], method_cfg["score_split"])
+    context = methods.RunContext(dir=run_dir, seed=run.seed, device_setting=config["device"])
+    start = time.monotonic()
+    try:
+        outputs = method.fit(methods.RunData(dataset, fit, score), method_cfg, context)
+        check_outputs(outputs, len(score), run.method)
+        save_npz(run_dir / "outputs.npz", outputs)
+        record["status"] = "completed"
+    except BaseException as error:
+        record.update(status="failed", error=f"{type(error).__name__}: {error}",
+                      traceback=traceback.format_exc(limit=8))
+        raise
+    finally:
+        record.update(finished=_now(), wall_seconds=round(time.monotonic() - start, 3),
+                      peak_memory_mib=provenance.peak_memory_mib(), device=context.resolved_device or "cpu")
+        write_json(run_dir / "run.json", record)
+    return run_dir
+
+
+def check_outputs(outputs: dict, n: int, method: str) -> None:
+    """A method's outputs must describe every example of the score split, in its order."""
+    for key in ("assignments", "probs", "embedding"):
+        if key in outputs and len(outputs[key]) != n:
+            raise ValueError(f"method '{method}' returned {len(outputs[key])} rows of '{key}' for {n} examples")
+    if "assignments" in outputs and not np.issubdtype(outputs["assignments"].dtype, np.integer):
+        raise ValueError(f"method '{method}': assignments must be integers, got {outputs['assignments'].dtype}")
+    if "probs" in outputs and not np.allclose(outputs["probs"].sum(1), 1.0, atol=1e-3):
+        raise ValueError(f"method '{method}': probs rows must sum to 1")
+
+
+def evaluate(config: dict, run: RunId) -> Path:
+    """Score a trained run; writes metrics.json (re-runnable without retraining)."""
+    run_dir = run.path(config["results_dir"])
+    record = read_json(run_dir / "run.json")
+    if not record or record["status"] != "completed":
+        status = record["status"] if record else "not started"
+        raise RuntimeError(f"{run.label()}: cannot evaluate a run whose status is '{status}'; "
+                           f"train it first with `python -m bench run ...`")
+    with np.load(run_dir / "outputs.npz", allow_pickle=False) as archive:
+        outputs = dict(archive)
+    dataset = datasets.get(run.dataset)
+    manifest = dataset.manifest(config["data_dir"])
+    if manifest["digest"] != record["data"]["digest"]:
+        raise RuntimeError(f"{run.label()}: dataset '{run.dataset}' changed since this run was trained "
+                           f"(digest {manifest['digest'][:12]} vs {record['data']['digest'][:12]}); retrain it")
+    split = dataset.load(config["data_dir"], record["config"]["score_split"])
+    values = evaluation.evaluate(outputs, split, load_suite(run.suite).get("metrics"))
+    result = {
+        "run": {k: record[k] for k in ("suite", "dataset", "method", "variant", "seed_index", "seed", "config_hash")},
+        "status": record["status"], "git_commit": record["git"]["commit"], "data_digest": manifest["digest"],
+        "evaluated": _now(), "metrics": {name: value.to_json() for name, value in values.items()},
+    }
+    write_json(run_dir / "metrics.json", result)
+    return run_dir

@@ -1,0 +1,1 @@
+"""Small helpers shared by every package of the suite (atomic files, progress, torchvision)."""

@@ -1,0 +1,52 @@
+"""Clustering metrics, each with the protocol that makes it comparable (../shared/specs/metrics.md).
+
+    ACC[hungarian]          best one-to-one cluster→class map (DEC/VaDE convention); with
+                            more clusters than classes the unmatched clusters count as errors
+    ACC[aae-most-confident] each cluster takes the label of its most confident example
+                            (adversarial-autoencoder protocol, followed by GMVAE); many-to-one
+    NMI[arithmetic|geometric], ARI   scikit-learn, with the average stated explicitly
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def contingency(labels_true: np.ndarray, labels_pred: np.ndarray) -> np.ndarray:
+    """counts[c, k] = number of examples in cluster c with class k (ids need not be contiguous)."""
+    _, true_ids = np.unique(labels_true, return_inverse=True)
+    _, pred_ids = np.unique(labels_pred, return_inverse=True)
+    counts = np.zeros((pred_ids.max() + 1, true_ids.max() + 1), dtype=np.int64)
+    np.add.at(counts, (pred_ids, true_ids), 1)
+    return counts
+
+
+def hungarian_accuracy(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
+    _check_same_length(labels_true, labels_pred)
+    counts = contingency(labels_true, labels_pred)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / len(labels_true))
+
+
+def most_confident_accuracy(labels_true: np.ndarray, probs: np.ndarray) -> float:
+    """ACC[aae-most-confident]: cluster k is labelled with the class of argmax_i probs[i, k]."""
+    probs = np.asarray(probs)
+    _check_same_length(labels_true, probs)
+    assigned = probs.argmax(axis=1)
+    cluster_label = np.asarray(labels_true)[probs.argmax(axis=0)]
+    return float(np.mean(cluster_label[assigned] == labels_true))
+
+
+def nmi(labels_true: np.ndarray, labels_pred: np.ndarray, average: str) -> float:
+    return float(normalized_mutual_info_score(labels_true, labels_pred, average_method=average))
+
+
+def ari(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
+    return float(adjusted_rand_score(labels_true, labels_pred))
+
+
+def _check_same_length(labels_true, predicted) -> None:
+    if len(labels_true) != len(predicted):
+        raise ValueError(f"{len(labels_true)} true labels but {len(predicted)} predictions: "
+                         "outputs must describe every example of the scored split")

@@ -1,0 +1,1 @@
+"""Rendering of leaderboards and figures; rendered outputs land in reports/<suite>/."""

@@ -1,0 +1,19 @@
+rule evaluate:
+    """Score one trained run: metric code can change and re-run without retraining."""
+    input:
+        f"{RUN_DIR}/outputs.npz",
+    output:
+        f"{RUN_DIR}/metrics.json",
+    shell:
+        "{BENCH} evaluate --suite {wildcards.suite:q} --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
+        " --variant {wildcards.variant:q} --seed {wildcards.seed:q} {DIRS}"
+
+
+rule aggregate:
+    """One row per run and metric for the whole suite."""
+    input:
+        lambda wildcards: [f"{run.path(RESULTS)}/metrics.json" for run in RUNS if run.suite == wildcards.suite],
+    output:
+        f"{RESULTS}/{{suite}}/summary.csv",
+    shell:
+        "{BENCH} aggregate --suite {wildcards.suite:q} {DIRS}"
