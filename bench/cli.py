@@ -7,6 +7,7 @@
     python -m bench evaluate --suite quick --dataset digits --method kmeans --variant pca50 --seed 0
     python -m bench aggregate --suite quick                 results/quick/summary.csv
     python -m bench report --suite quick                    reports/quick/leaderboard.{md,csv} + figures
+    python -m bench dvc                                     regenerate dvc.yaml from the suite config
 
 Every command takes --data-dir/--results-dir/--reports-dir/--device to override
 config/config.yaml. Configuration errors exit with status 2 and a one-line message.
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("evaluate", evaluate, "score one trained run", run=True)
     command("aggregate", aggregate, "collect a suite's metrics into summary.csv", suite=True)
     command("report", report, "render a suite's leaderboards and figures", suite=True)
+    command("dvc", write_dvc, "write dvc.yaml for a suite (default: config/config.yaml's)", suite=True).add_argument(
+        "--output", default=str(cfg.REPO / "dvc.yaml"), help="default: dvc.yaml at the repository root")
 
     data = commands.add_parser("data", help="list or prepare datasets").add_subparsers(required=True, metavar="action")
     sub = data.add_parser("list", parents=[common], help="every dataset, prepared or not")
@@ -107,6 +110,13 @@ def report(config, args):
         raise FileNotFoundError(f"{summary} does not exist; run `python -m bench aggregate --suite {suite}` first")
     for path in render(summary, Path(config["reports_dir"]) / suite, suite, cfg.load_suite(suite)["description"]):
         print(path)
+
+
+def write_dvc(config, args):
+    from bench.dvc import render
+    from common.files import write_text
+    write_text(args.output, render(config))
+    print(args.output)
 
 
 def list_data(config, args):

@@ -8,6 +8,7 @@ torch: `snakemake -n` stays fast.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +38,15 @@ def load_yaml(path: Path):
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
 
 
+@functools.cache
+def _validator(definition: str) -> jsonschema.Draft202012Validator:
+    schema = load_yaml(CONFIG_DIR / "schema.yaml")
+    return jsonschema.Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]})
+
+
 def validate(instance, definition: str, where: str) -> None:
     """Validate against `$defs/<definition>` of config/schema.yaml; raise ConfigError naming the key."""
-    schema = load_yaml(CONFIG_DIR / "schema.yaml")
-    validator = jsonschema.Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]})
+    validator = _validator(definition)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is None:
         return
@@ -72,12 +78,18 @@ def load_config(overrides: dict | None = None) -> dict:
 # Methods and variants ----------------------------------------------------------------------
 
 def load_methods() -> dict:
-    spec = load_yaml(CONFIG_DIR / "methods.yaml")
+    return check_methods(load_yaml(CONFIG_DIR / "methods.yaml"))
+
+
+def check_methods(spec: dict) -> dict:
+    """Validate config/methods.yaml: the schema, registered names, and every variant."""
     validate(spec, "methods", "config/methods.yaml")
-    for name in spec["methods"]:
+    for name, block in spec["methods"].items():
         if name not in methods.METHODS:
             raise ConfigError(f"config/methods.yaml: block for unregistered method '{name}'; "
                               f"registered: {', '.join(sorted(methods.METHODS))}")
+        for variant in block["variants"]:
+            method_config(name, variant, spec)
     return spec
 
 
@@ -152,14 +164,22 @@ def load_suite(name: str) -> dict:
     if name not in suite_names():
         raise _unknown("suite", name, suite_names())
     path = CONFIG_DIR / "suites" / f"{name}.yaml"
-    suite = load_yaml(path)
-    validate(suite, "suite", str(path.relative_to(REPO)))
-    spec = load_methods()
-    known_datasets = set(datasets.DATASETS) | set(datasets.PAPER_DATASETS)
+    return check_suite(load_yaml(path), str(path.relative_to(REPO)))
+
+
+def check_dataset(name: str) -> None:
+    known = set(datasets.DATASETS) | set(datasets.PAPER_DATASETS)
+    if name not in known:
+        raise _unknown("dataset", name, known)
+
+
+def check_suite(suite: dict, where: str, methods_spec: dict | None = None) -> dict:
+    """Validate a suite against the schema and every name in it against the registries."""
+    validate(suite, "suite", where)
+    spec = methods_spec or load_methods()
     for group in suite["runs"]:
         for dataset in group["datasets"]:
-            if dataset not in known_datasets:
-                raise _unknown("dataset", dataset, known_datasets)
+            check_dataset(dataset)
         for method, variants in group["methods"].items():
             for variant in variants:
                 method_config(method, variant, spec)
@@ -182,6 +202,9 @@ def expand(suite_name: str) -> list[RunId]:
 
 
 def find_run(suite_name: str, dataset: str, method: str, variant: str, seed_index: int) -> RunId:
+    """The run with this identity, after checking each name on its own (for a precise error)."""
+    method_config(method, variant)
+    check_dataset(dataset)
     run = RunId(suite_name, dataset, method, variant, seed_index)
     if run not in expand(suite_name):
         raise ConfigError(f"{run.label()} is not a run of suite '{suite_name}'; "

@@ -1,0 +1,35 @@
+"""Shared fixtures: tests run from a temporary directory with their own data and results."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh working directory with data/, results/ and reports/ beneath it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def config(workdir):
+    from bench.config import load_config
+    return load_config({"data_dir": "data", "results_dir": "results", "reports_dir": "reports", "device": "cpu"})
+
+
+@pytest.fixture(scope="session")
+def prepared_data(tmp_path_factory):
+    """The offline datasets, prepared once per test session."""
+    import datasets
+    data_dir = tmp_path_factory.mktemp("data")
+    for name in ("digits", "blobs"):
+        datasets.get(name).prepare(data_dir)
+    return data_dir

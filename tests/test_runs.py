@@ -1,0 +1,109 @@
+"""One run through the runner: provenance, determinism, failures and the metric registry."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import datasets
+import evaluation
+from bench import runner
+from bench.config import RunId
+
+
+@pytest.fixture
+def data_config(config, prepared_data):
+    return {**config, "data_dir": str(prepared_data)}
+
+
+def metrics_of(config, run):
+    runner.train(config, run, force=True)
+    runner.evaluate(config, run)
+    return json.loads((run.path(config["results_dir"]) / "metrics.json").read_text())["metrics"]
+
+
+def test_same_run_twice_gives_identical_metrics(data_config):
+    run = RunId("smoke", "digits", "gmm", "pca50", 0)
+    first = metrics_of(data_config, run)
+    shutil.rmtree(data_config["results_dir"])
+    assert metrics_of(data_config, run) == first
+    assert first["acc_aae"]["value"] is not None
+
+
+def test_different_seeds_give_different_restarts(data_config):
+    logs = []
+    for seed in (0, 1):
+        run = RunId("smoke", "digits", "kmeans", "raw", seed)
+        runner.train(data_config, run, force=True)
+        logs.append((run.path(data_config["results_dir"]) / "train_log.csv").read_text())
+    assert logs[0] != logs[1]
+
+
+def test_run_json_records_provenance(data_config):
+    run = RunId("smoke", "blobs", "kmeans", "raw", 1)
+    record = json.loads((runner.train(data_config, run, force=True) / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["seed"] == run.seed and record["config"]["n_init"] == 10
+    manifest = datasets.get("blobs").manifest(data_config["data_dir"])
+    assert record["data"]["digest"] == manifest["digest"]
+    assert record["packages"]["scikit-learn"] and record["packages"]["torch"].startswith("2.13.0")
+    assert set(record["git"]) == {"commit", "dirty"}
+    assert record["wall_seconds"] > 0 and record["peak_memory_mib"] > 0 and record["device"] == "cpu"
+
+
+def test_completed_run_is_kept_unless_forced(data_config, capsys):
+    run = RunId("smoke", "blobs", "kmeans", "raw", 0)
+    run_dir = runner.train(data_config, run, force=True)
+    before = (run_dir / "outputs.npz").stat().st_mtime_ns
+    runner.train(data_config, run)
+    assert "already completed" in capsys.readouterr().err
+    assert (run_dir / "outputs.npz").stat().st_mtime_ns == before
+
+
+def test_unprepared_dataset_says_how_to_prepare(config):
+    run = RunId("smoke", "digits", "kmeans", "raw", 0)
+    with pytest.raises(datasets.DatasetNotPrepared, match=r"python -m bench data prepare digits"):
+        runner.train(config, run)
+    assert not run.path(config["results_dir"]).exists()
+
+
+def test_failed_run_is_recorded_and_cannot_be_evaluated(data_config, monkeypatch):
+    from methods.baselines import KMeansBaseline
+
+    def explode(self, data, config, run):
+        raise FloatingPointError("loss became nan at step 3")
+    monkeypatch.setattr(KMeansBaseline, "fit", explode)
+    run = RunId("smoke", "digits", "kmeans", "raw", 0)
+    with pytest.raises(FloatingPointError):
+        runner.train(data_config, run, force=True)
+    record = json.loads((run.path(data_config["results_dir"]) / "run.json").read_text())
+    assert record["status"] == "failed" and "loss became nan at step 3" in record["error"]
+    assert not (run.path(data_config["results_dir"]) / "outputs.npz").exists()
+    with pytest.raises(RuntimeError, match="status is 'failed'"):
+        runner.evaluate(data_config, run)
+
+
+def test_outputs_must_cover_the_score_split():
+    with pytest.raises(ValueError, match="returned 3 rows of 'assignments' for 4 examples"):
+        runner.check_outputs({"assignments": np.zeros(3, dtype=np.int64)}, 4, "m")
+    with pytest.raises(ValueError, match="probs rows must sum to 1"):
+        runner.check_outputs({"probs": np.full((4, 2), 0.1)}, 4, "m")
+
+
+def test_registry_records_unavailable_metrics_and_skips_unlabelled_data():
+    split = datasets.Split("test", x=np.zeros((4, 2), np.float32), labels=np.array([0, 0, 1, 1]))
+    values = evaluation.evaluate({"assignments": np.array([1, 1, 0, 0])}, split)
+    assert values["acc_hungarian"] == evaluation.MetricValue(1.0, "acc[hungarian,split=test]")
+    assert values["acc_aae"].value is None and "posteriors" in values["acc_aae"].unavailable
+    unlabelled = datasets.Split("all", x=np.zeros((4, 2), np.float32))
+    assert evaluation.evaluate({"assignments": np.array([1, 1, 0, 0])}, unlabelled) == {}
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm"])
+def test_baselines_beat_the_trivial_clustering_on_digits(data_config, method):
+    run = RunId("smoke", "digits", method, "raw" if method == "kmeans" else "pca50", 0)
+    metrics = metrics_of(data_config, run)
+    labels = datasets.get("digits").load(data_config["data_dir"]).labels
+    one_cluster = np.bincount(labels).max() / len(labels)        # everything in one cluster
+    assert metrics["acc_hungarian"]["value"] > one_cluster + 0.4
+    assert metrics["nmi_arithmetic"]["value"] > 0.5
