@@ -2,7 +2,8 @@
 
     snakemake --cores all                          the quick suite (config/config.yaml)
     snakemake --cores all --config suite=smoke     another suite
-    snakemake --cores all --profile profiles/default
+    snakemake check                                compare with golden and published numbers
+    snakemake --report report.html                 a browsable report of the last run
 
 Each rule calls `python -m bench ...`; the same commands run a single step by hand.
 """
@@ -14,6 +15,7 @@ sys.path.insert(0, workflow.basedir)
 from bench import config as bench_config
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+report: "workflow/report/workflow.rst"
 
 CONFIG = bench_config.load_config(config)
 SUITE = CONFIG["suite"]
@@ -41,12 +43,11 @@ wildcard_constraints:
 rule all:
     input:
         [f"{run.path(RESULTS)}/metrics.json" for run in RUNS],
-        f"{REPORTS}/{SUITE}/leaderboard.md",
-        f"{REPORTS}/{SUITE}/leaderboard.csv",
-        f"{REPORTS}/{SUITE}/figures/scores.png",
+        f"{REPORTS}/{SUITE}/leaderboard.html",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/check.smk"

@@ -6,7 +6,9 @@
     python -m bench run --suite quick --dataset digits --method kmeans --variant pca50 --seed 0
     python -m bench evaluate --suite quick --dataset digits --method kmeans --variant pca50 --seed 0
     python -m bench aggregate --suite quick                 results/quick/summary.csv
-    python -m bench report --suite quick                    reports/quick/leaderboard.{md,csv} + figures
+    python -m bench report --suite quick                    reports/quick/leaderboard.{md,csv,tex,html} + figures
+    python -m bench check --suite quick                     reports/quick/verdicts.csv; exit 1 on a regression
+    python -m bench golden --suite quick                    accept the current results as golden
     python -m bench dvc                                     regenerate dvc.yaml from the suite config
 
 Every command takes --data-dir/--results-dir/--reports-dir/--device to override
@@ -24,12 +26,13 @@ from bench import config as cfg
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import datasets
     try:
         config = cfg.load_config({"suite": getattr(args, "suite", None), "data_dir": args.data_dir,
                                   "results_dir": args.results_dir, "reports_dir": args.reports_dir,
                                   "device": args.device})
         return args.command(config, args) or 0
-    except (cfg.ConfigError, KeyError, FileNotFoundError, NotImplementedError) as error:
+    except (cfg.ConfigError, KeyError, FileNotFoundError, datasets.SourceError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2
@@ -61,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("evaluate", evaluate, "score one trained run", run=True)
     command("aggregate", aggregate, "collect a suite's metrics into summary.csv", suite=True)
     command("report", report, "render a suite's leaderboards and figures", suite=True)
+    command("check", check, "compare results with the golden file and the published numbers", suite=True)
+    command("golden", write_golden, "make the current results the suite's golden numbers", suite=True)
     command("dvc", write_dvc, "write dvc.yaml for a suite (default: config/config.yaml's)", suite=True).add_argument(
         "--output", default=str(cfg.REPO / "dvc.yaml"), help="default: dvc.yaml at the repository root")
 
@@ -105,11 +110,30 @@ def aggregate(config, args):
 def report(config, args):
     from reports.leaderboard import render
     suite = config["suite"]
-    summary = Path(config["results_dir"]) / suite / "summary.csv"
-    if not summary.exists():
-        raise FileNotFoundError(f"{summary} does not exist; run `python -m bench aggregate --suite {suite}` first")
-    for path in render(summary, Path(config["reports_dir"]) / suite, suite, cfg.load_suite(suite)["description"]):
+    for path in render(_summary(config), Path(config["reports_dir"]) / suite, suite, cfg.load_suite(suite)["description"]):
         print(path)
+
+
+def _summary(config):
+    import pandas as pd
+    path = Path(config["results_dir"]) / config["suite"] / "summary.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; run `python -m bench aggregate --suite {config['suite']}` first")
+    return pd.read_csv(path)
+
+
+def check(config, args):
+    from bench.checks import run_checks
+    verdicts_csv, regressions = run_checks(_summary(config), config["suite"], Path(config["reports_dir"]))
+    print(verdicts_csv)
+    for line in regressions:
+        print(f"REGRESSION: {line}", file=sys.stderr)
+    return 1 if regressions else 0
+
+
+def write_golden(config, args):
+    from bench.checks import write_golden
+    print(write_golden(_summary(config), config["suite"]))
 
 
 def write_dvc(config, args):
@@ -124,11 +148,9 @@ def list_data(config, args):
 
     import datasets
     print(f"{'dataset':<14} {'kind':<7} {'status':<13} {'splits':<28} digest")
-    for name in [*datasets.DATASETS, *datasets.PAPER_DATASETS]:
+    for name in datasets.DATASETS:
         manifest_path = Path(config["data_dir"]) / name / "manifest.json"
-        if name not in datasets.DATASETS:
-            print(f"{name:<14} {'':<7} {'no loader yet':<13}")
-        elif manifest_path.exists():
+        if manifest_path.exists():
             manifest = json.loads(manifest_path.read_text())
             splits = ", ".join(f"{s} {n:,}" for s, n in manifest["splits"].items())
             print(f"{name:<14} {manifest['kind']:<7} {'prepared':<13} {splits:<28} {manifest['digest'][:12]}")

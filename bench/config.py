@@ -8,57 +8,22 @@ torch: `snakemake -n` stays fast.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import jsonschema
-import yaml
-
 import datasets
 import evaluation
 import methods
+from common import schema
+from common.schema import ConfigError, load_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "config"
 
 
-class ConfigError(ValueError):
-    pass
-
-
-def load_yaml(path: Path):
-    try:
-        with open(path) as f:
-            return yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-
-
-@functools.cache
-def _validator(definition: str) -> jsonschema.Draft202012Validator:
-    schema = load_yaml(CONFIG_DIR / "schema.yaml")
-    return jsonschema.Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]})
-
-
 def validate(instance, definition: str, where: str) -> None:
-    """Validate against `$defs/<definition>` of config/schema.yaml; raise ConfigError naming the key."""
-    validator = _validator(definition)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
-    if error is None:
-        return
-    location = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    if error.validator == "additionalProperties":
-        allowed = error.schema.get("properties", {})
-        unexpected = sorted(set(error.instance) - set(allowed))
-        raise ConfigError(f"{where}: unknown key {', '.join(map(repr, unexpected))} in {location}; "
-                          f"valid keys: {', '.join(allowed)}")
-    if error.validator == "required":
-        raise ConfigError(f"{where}: {error.message} in {location}")
-    raise ConfigError(f"{where}: bad value at {location}: {error.message}")
+    schema.validate(instance, CONFIG_DIR / "schema.yaml", definition, where)
 
 
 def _unknown(kind: str, name: str, valid) -> ConfigError:

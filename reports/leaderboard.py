@@ -16,9 +16,8 @@ from reports.figures import dataset_figure
 from reports.tables import csv_table, sections
 
 
-def render(summary_csv: Path, out_dir: Path, suite: str, description: str = "",
+def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = "",
            published_dir: Path = published.PUBLISHED_DIR) -> list[Path]:
-    summary = pd.read_csv(summary_csv)
     entries, not_transcribed = published.load(published_dir)
     parts = sections(summary, entries, not_transcribed)
     figures = []

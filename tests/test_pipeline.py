@@ -1,4 +1,5 @@
 """The smoke suite end to end through Snakemake, in a temporary directory."""
+import json
 import re
 import subprocess
 import sys
@@ -8,12 +9,14 @@ import pytest
 
 from bench.config import REPO, expand, load_suite
 
+GOLDEN_SMOKE = REPO / "evaluation/golden/smoke.csv"
 
-def snakemake(workdir, *args):
+
+def snakemake(workdir, *args, expect_success=True):
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", "--config", "suite=smoke", *args]
+               "--cores", "2", *args, "--config", "suite=smoke"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (result.returncode == 0) == expect_success, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
@@ -44,7 +47,9 @@ def test_leaderboard_has_a_row_per_dataset_method_variant_and_metric(smoke_run):
     for dataset, method, variant in expected:
         assert re.search(rf"^\| {method} \| {variant} \| {suite['seeds']} \|", markdown.split(f"## {dataset}")[1], re.M)
     assert "`acc[hungarian,split=all]`" in markdown
-    assert (smoke_run / "reports/smoke/figures/scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for dataset in {run.dataset for run in expand("smoke")}:
+        assert (smoke_run / f"reports/smoke/figures/{dataset}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (smoke_run / "reports/smoke/leaderboard.tex").read_text().count(r"\begin{tabular}") == 2
 
 
 def test_every_run_leaves_its_record(smoke_run):
@@ -66,3 +71,29 @@ def test_deleting_one_metrics_file_reevaluates_that_run_only(smoke_run):
     assert planned_jobs(snakemake(smoke_run, "-n")) == {"evaluate": 1, "aggregate": 1, "report": 1, "all": 1}
     snakemake(smoke_run)
     assert (run.path(smoke_run / "results") / "metrics.json").exists()
+
+
+def test_check_passes_and_fails_on_an_injected_regression(smoke_run):
+    snakemake(smoke_run, "check")
+    verdicts = pd.read_csv(smoke_run / "reports/smoke/verdicts.csv")
+    assert set(verdicts["verdict"]) == {"OK"} and len(verdicts) == len(pd.read_csv(GOLDEN_SMOKE))
+
+    metrics_path = expand("smoke")[-1].path(smoke_run / "results") / "metrics.json"
+    original = metrics_path.read_text()
+    result = json.loads(original)
+    result["metrics"]["acc_hungarian"]["value"] -= 0.5
+    metrics_path.write_text(json.dumps(result))
+    try:
+        output = snakemake(smoke_run, "check", expect_success=False)
+        assert "REGRESSION: digits/kmeans/raw acc_hungarian" in output
+        verdicts = pd.read_csv(smoke_run / "reports/smoke/verdicts.csv")
+        assert list(verdicts.loc[verdicts["verdict"] == "REGRESSION", "metric"]) == ["acc_hungarian"]
+    finally:
+        metrics_path.write_text(original)
+    snakemake(smoke_run, "check")
+
+
+def test_snakemake_html_report(smoke_run):
+    snakemake(smoke_run, "--report", "report.html")
+    report = (smoke_run / "report.html").read_text()
+    assert "leaderboard.html" in report and "digits.png" in report

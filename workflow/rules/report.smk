@@ -1,10 +1,17 @@
+DATASETS = sorted({run.dataset for run in RUNS})
+
+
 rule report:
-    """Leaderboards (Markdown, CSV) and the figure of a suite."""
+    """Leaderboards (Markdown, CSV, LaTeX, HTML) and one figure per dataset; also the items
+    of `snakemake --report report.html`."""
     input:
         f"{RESULTS}/{{suite}}/summary.csv",
     output:
-        f"{REPORTS}/{{suite}}/leaderboard.md",
-        f"{REPORTS}/{{suite}}/leaderboard.csv",
-        f"{REPORTS}/{{suite}}/figures/scores.png",
+        report(f"{REPORTS}/{{suite}}/leaderboard.html", caption="../report/leaderboard.rst", category="Leaderboards"),
+        report(f"{REPORTS}/{{suite}}/leaderboard.md", caption="../report/leaderboard.rst", category="Leaderboards"),
+        report(f"{REPORTS}/{{suite}}/leaderboard.csv", caption="../report/leaderboard.rst", category="Leaderboards"),
+        f"{REPORTS}/{{suite}}/leaderboard.tex",
+        [report(f"{REPORTS}/{{suite}}/figures/{dataset}.png", caption="../report/figure.rst", category="Figures",
+                subcategory=dataset) for dataset in DATASETS],
     shell:
         "{BENCH} report --suite {wildcards.suite:q} {DIRS}"

@@ -1,0 +1,131 @@
+"""Verdicts: how our runs compare with a published number, and with the suite's golden numbers.
+
+Published (DESIGN.md): our statistic is the mean over seeds for a published mean, and the
+best seed for a published best run. The difference is measured in standard errors,
+    se = sqrt(s_ours² / n_ours + s_pub² / n_pub)      (mean; n_pub = 1 when not stated)
+    se = s_ours                                        (best run: the spread of one run)
+and the verdict is REPRODUCED within 1 se, WITHIN-NOISE within 2 se, else BELOW or ABOVE.
+Different specs are never compared: NOT-COMPARABLE, with the reason.
+
+Golden: the committed results of a suite (evaluation/golden/<suite>.csv). A mean that drops
+below the golden mean by more than the tolerance is a REGRESSION; a rise beyond it is
+CHANGED (worth a look, not a failure); a missing result is a REGRESSION.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from evaluation.published import Published
+
+REPRODUCED, WITHIN_NOISE, BELOW, ABOVE, NOT_COMPARABLE = "REPRODUCED", "WITHIN-NOISE", "BELOW", "ABOVE", "NOT-COMPARABLE"
+OK, CHANGED, REGRESSION = "OK", "CHANGED", "REGRESSION"
+REPRODUCED_SE, NOISE_SE = 1.0, 2.0
+GOLDEN_COLUMNS = ["dataset", "method", "variant", "metric", "spec", "mean", "std", "seeds", "tolerance"]
+MIN_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str                  # "published" or "golden"
+    dataset: str
+    method: str
+    variant: str
+    metric: str
+    spec: str
+    verdict: str
+    ours: float | None = None  # our mean, or our best seed for a best-run entry
+    ours_std: float | None = None
+    seeds: int = 0
+    reference: float | None = None
+    reference_std: float | None = None
+    difference: float | None = None
+    standard_errors: float | None = None
+    reason: str = ""
+    source: str = ""
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def judge_published(entry: Published, values: pd.DataFrame) -> Verdict:
+    """`values`: our per-seed rows (columns spec, value) for the entry's dataset, method, variant, metric."""
+    base = dict(kind="published", dataset=entry.dataset, method=entry.method, variant=entry.variant,
+                metric=entry.metric, spec=entry.spec, reference=entry.value, reference_std=entry.std,
+                source=entry.source)
+    scored = values.dropna(subset=["value"])
+    if scored.empty:
+        return Verdict(**base, verdict=NOT_COMPARABLE, reason="no completed run of ours")
+    ours_specs = sorted(set(scored["spec"]))
+    if ours_specs != [entry.spec]:
+        return Verdict(**base, verdict=NOT_COMPARABLE,
+                       reason=f"different protocol: ours {', '.join(ours_specs)}, published {entry.spec}")
+    n, std = len(scored), scored["value"].std(ddof=1) if len(scored) > 1 else math.nan
+    if entry.aggregate == "best-run":
+        ours, se = scored["value"].max(), std
+    else:
+        ours = scored["value"].mean()
+        se = math.sqrt((0 if math.isnan(std) else std ** 2 / n) + (entry.std or 0) ** 2 / (entry.runs or 1))
+        if math.isnan(std) and not entry.std:
+            se = math.nan
+    measured = dict(ours=float(ours), ours_std=None if math.isnan(std) else float(std), seeds=n,
+                    difference=float(ours - entry.value))
+    if math.isnan(se) or se == 0:
+        return Verdict(**base, **measured, verdict=NOT_COMPARABLE,
+                       reason="no noise estimate: run at least two seeds (the paper gives no std)")
+    z = (ours - entry.value) / se
+    verdict = (REPRODUCED if abs(z) <= REPRODUCED_SE else WITHIN_NOISE if abs(z) <= NOISE_SE
+               else BELOW if z < 0 else ABOVE)
+    notes = [f"ours: best of {n} seeds"] if entry.aggregate == "best-run" else []
+    notes += [f"assumes: {entry.unconfirmed}"] if entry.unconfirmed else []
+    reason = "; ".join(notes)
+    return Verdict(**base, **measured, standard_errors=float(z), verdict=verdict, reason=reason)
+
+
+def published_verdicts(entries: list[Published], summary: pd.DataFrame) -> list[Verdict]:
+    """A verdict for every published entry whose method, variant and dataset we ran."""
+    ran = summary.groupby(["dataset", "method", "variant"])
+    verdicts = []
+    for entry in entries:
+        key = (entry.dataset, entry.method, entry.variant)
+        if key not in ran.groups:
+            continue
+        rows = ran.get_group(key)
+        verdicts.append(judge_published(entry, rows[rows["metric"] == entry.metric]))
+    return verdicts
+
+
+def golden_tolerance(std: float, seeds: int) -> float:
+    """Three standard errors of the golden mean, and never below one point (0.01)."""
+    spread = 0.0 if math.isnan(std) or seeds < 2 else 3 * std / math.sqrt(seeds)
+    return max(spread, MIN_TOLERANCE)
+
+
+def golden_verdicts(golden: pd.DataFrame, current: pd.DataFrame) -> list[Verdict]:
+    """Compare current means (columns of GOLDEN_COLUMNS but tolerance) with the golden file."""
+    keys = ["dataset", "method", "variant", "metric"]
+    merged = golden.merge(current, on=keys, how="left", suffixes=("_golden", ""))
+    verdicts = []
+    for row in merged.itertuples(index=False):
+        base = dict(kind="golden", dataset=row.dataset, method=row.method, variant=row.variant, metric=row.metric,
+                    spec=row.spec_golden, reference=row.mean_golden, reference_std=row.std_golden,
+                    source="evaluation/golden")
+        if pd.isna(row.mean_golden):          # a metric the method cannot give (n/a)
+            verdict = OK if pd.isna(row.mean) else CHANGED
+            verdicts.append(Verdict(**base, verdict=verdict, reason="not available in the golden run"))
+            continue
+        if pd.isna(row.mean):
+            verdicts.append(Verdict(**base, verdict=REGRESSION, reason="no current result"))
+            continue
+        if row.spec != row.spec_golden:
+            verdicts.append(Verdict(**base, verdict=REGRESSION, reason=f"spec changed to {row.spec}"))
+            continue
+        difference = row.mean - row.mean_golden
+        verdict = (REGRESSION if difference < -row.tolerance else CHANGED if difference > row.tolerance else OK)
+        reason = f"tolerance {row.tolerance:.4f}" + ("; if intended, update with `python -m bench golden`"
+                                                        if verdict != OK else "")
+        verdicts.append(Verdict(**base, ours=float(row.mean), ours_std=None if pd.isna(row.std) else float(row.std),
+                                seeds=int(row.seeds), difference=float(difference), verdict=verdict, reason=reason))
+    return verdicts

@@ -1,0 +1,89 @@
+"""The leaderboard model: per dataset and track, our rows (mean ± std over seeds), the
+published numbers of the same spec beside them, and the reproduction verdicts.
+
+Rendering to Markdown, LaTeX and HTML lives in reports/render.py; this module decides what
+goes in a table, not how it looks. A column is one metric with one spec: a published number
+enters a column only when its spec is exactly the column's."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from evaluation import METRICS
+from evaluation.published import NotTranscribed, Published
+from evaluation.verdicts import Verdict, published_verdicts
+
+KEYS = ["dataset", "method", "variant", "metric", "spec"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float | None
+    std: float | None = None
+    best: bool = False
+
+
+@dataclass
+class Row:
+    method: str
+    variant: str
+    seeds: str                                   # "3", or "best run" / "mean" for a published row
+    cells: dict[str, Cell]
+    source: str = ""                             # where a published row comes from
+
+
+@dataclass
+class Section:
+    dataset: str
+    track: str
+    metrics: list[str]
+    specs: dict[str, str]
+    rows: list[Row] = field(default_factory=list)
+    published: list[Row] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    not_transcribed: list[NotTranscribed] = field(default_factory=list)
+
+
+def summarise(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (ddof 1) and number of seeds per dataset, method, variant, metric and spec."""
+    scored = summary[summary["status"] == "completed"].dropna(subset=["spec"])
+    table = scored.groupby(KEYS, sort=False)["value"].agg(mean="mean", std="std", seeds="count").reset_index()
+    table["metric_order"] = table["metric"].map({name: i for i, name in enumerate(METRICS)})
+    return (table.sort_values(["dataset", "method", "variant", "metric_order"])
+                 .drop(columns="metric_order").reset_index(drop=True))
+
+
+def sections(summary: pd.DataFrame, published: list[Published], not_transcribed: list[NotTranscribed]) -> list[Section]:
+    table = summarise(summary)
+    table["track"] = table["metric"].map(lambda m: METRICS[m].track)
+    verdicts = published_verdicts(published, summary)
+    ran_methods = set(summary["method"])
+    result = []
+    for (dataset, track), rows in table.groupby(["dataset", "track"], sort=True):
+        metrics = list(dict.fromkeys(rows["metric"]))
+        specs = dict(rows.drop_duplicates("metric")[["metric", "spec"]].itertuples(index=False))
+        section = Section(dataset, track, metrics, specs)
+        best = rows.dropna(subset=["mean"]).groupby("metric")["mean"].max()
+        for (method, variant), group in rows.groupby(["method", "variant"], sort=False):
+            cells = {m.metric: Cell(m.mean, None if pd.isna(m.std) else m.std, m.mean == best.get(m.metric))
+                     for m in group.itertuples(index=False)}
+            section.rows.append(Row(method, variant, str(group["seeds"].max()), cells))
+        for entry in published:
+            if entry.dataset == dataset and specs.get(entry.metric) == entry.spec:
+                label = entry.quoted_from.split(" (")[0] if entry.quoted_from else entry.method
+                section.published.append(Row(label, entry.variant, entry.aggregate.replace("-", " "),
+                                             {entry.metric: Cell(entry.value, entry.std)}, entry.source))
+        section.verdicts = [v for v in verdicts if v.dataset == dataset and v.metric in metrics]
+        failed = summary[(summary["dataset"] == dataset) & (summary["status"] != "completed")]
+        section.failed = [f"{r.method}/{r.variant}/seed{r.seed}: {r.status}"
+                          + (f" ({r.unavailable})" if isinstance(r.unavailable, str) else "")
+                          for r in failed.drop_duplicates(["method", "variant", "seed"]).itertuples(index=False)]
+        section.not_transcribed = [n for n in not_transcribed if n.method in ran_methods]
+        result.append(section)
+    return result
+
+
+def csv_table(summary: pd.DataFrame) -> str:
+    return summarise(summary).to_csv(index=False, float_format="%.6g")

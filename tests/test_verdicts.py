@@ -1,0 +1,92 @@
+"""Verdicts on constructed cases: every published verdict, and every golden outcome."""
+import math
+
+import pandas as pd
+import pytest
+
+from evaluation.published import Published
+from evaluation.verdicts import golden_tolerance, golden_verdicts, judge_published
+
+SPEC = "acc[aae-most-confident,split=test]"
+
+
+def entry(value=0.80, std=None, runs=None, aggregate="mean", spec=SPEC, unconfirmed=None):
+    return Published(paper="p", source="arXiv 0000.00000v1, Table 1", method="m", variant="v", dataset="mnist",
+                     split="test", metric="acc_aae", spec=spec, value=value, std=std, runs=runs,
+                     aggregate=aggregate, printed="", unconfirmed=unconfirmed)
+
+
+def ours(*values, spec=SPEC):
+    return pd.DataFrame({"spec": [spec] * len(values), "value": list(values)})
+
+
+@pytest.mark.parametrize("values, published_std, expected", [
+    ((0.80, 0.81, 0.79), 0.02, "REPRODUCED"),        # difference 0
+    ((0.83, 0.84, 0.82), 0.02, "WITHIN-NOISE"),      # +0.03 over se sqrt(0.0001/3 + 0.0004) = 0.0208: z = 1.4
+    ((0.70, 0.71, 0.69), 0.02, "BELOW"),             # z = -4.8
+    ((0.90, 0.91, 0.89), 0.02, "ABOVE"),
+])
+def test_mean_entries(values, published_std, expected):
+    verdict = judge_published(entry(std=published_std), ours(*values))
+    assert verdict.verdict == expected
+    se = math.sqrt(pd.Series(values).std() ** 2 / 3 + published_std ** 2)
+    assert verdict.standard_errors == pytest.approx((sum(values) / 3 - 0.80) / se)
+
+
+def test_published_runs_shrink_the_published_standard_error():
+    loose = judge_published(entry(std=0.05), ours(0.85, 0.86, 0.84))
+    tight = judge_published(entry(std=0.05, runs=25), ours(0.85, 0.86, 0.84))
+    assert loose.verdict == "REPRODUCED" and tight.verdict == "ABOVE"
+
+
+def test_best_run_entries_compare_our_best_seed_in_units_of_our_seed_spread():
+    verdict = judge_published(entry(value=0.88, aggregate="best-run"), ours(0.80, 0.90, 0.70))
+    assert verdict.ours == pytest.approx(0.90)
+    assert verdict.standard_errors == pytest.approx(0.02 / 0.1)
+    assert verdict.verdict == "REPRODUCED" and "best of 3 seeds" in verdict.reason
+
+
+def test_different_specs_are_not_comparable_and_say_why():
+    verdict = judge_published(entry(spec="acc[aae-most-confident,split=train+test]"), ours(0.8, 0.8))
+    assert verdict.verdict == "NOT-COMPARABLE"
+    assert verdict.reason == ("different protocol: ours acc[aae-most-confident,split=test], "
+                              "published acc[aae-most-confident,split=train+test]")
+
+
+def test_no_noise_estimate_is_not_comparable():
+    verdict = judge_published(entry(std=None), ours(0.8))
+    assert verdict.verdict == "NOT-COMPARABLE" and "at least two seeds" in verdict.reason
+
+
+def test_no_completed_run_is_not_comparable():
+    assert judge_published(entry(std=0.1), ours(None)).verdict == "NOT-COMPARABLE"
+
+
+def test_unconfirmed_entries_carry_their_assumption():
+    verdict = judge_published(entry(std=0.02, unconfirmed="split assumed"), ours(0.8, 0.8, 0.8))
+    assert verdict.verdict == "REPRODUCED" and verdict.reason == "assumes: split assumed"
+
+
+def golden_row(mean, std=0.01, seeds=3, spec="acc[hungarian,split=all]"):
+    return {"dataset": "digits", "method": "kmeans", "variant": "raw", "metric": "acc_hungarian", "spec": spec,
+            "mean": mean, "std": std, "seeds": seeds, "tolerance": golden_tolerance(std, seeds)}
+
+
+@pytest.mark.parametrize("current, expected", [(0.80, "OK"), (0.795, "OK"), (0.75, "REGRESSION"), (0.85, "CHANGED")])
+def test_golden_outcomes(current, expected):
+    golden = pd.DataFrame([golden_row(0.80)])
+    now = pd.DataFrame([golden_row(current)]).drop(columns="tolerance")
+    assert [v.verdict for v in golden_verdicts(golden, now)] == [expected]
+
+
+def test_golden_missing_result_and_changed_spec_are_regressions():
+    golden = pd.DataFrame([golden_row(0.80)])
+    empty = pd.DataFrame(columns=golden.columns.drop("tolerance"))
+    assert golden_verdicts(golden, empty)[0].verdict == "REGRESSION"
+    moved = pd.DataFrame([golden_row(0.80, spec="acc[hungarian,split=test]")]).drop(columns="tolerance")
+    assert golden_verdicts(golden, moved)[0].reason == "spec changed to acc[hungarian,split=test]"
+
+
+def test_golden_tolerance_follows_the_seed_spread_with_a_floor():
+    assert golden_tolerance(0.1, 4) == pytest.approx(0.15)
+    assert golden_tolerance(0.0, 3) == golden_tolerance(math.nan, 1) == 0.01
