@@ -48,7 +48,10 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         return run_dir
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "train_log.csv").unlink(missing_ok=True)
+    resuming = bool(previous) and previous["status"] != "completed" and (run_dir / "checkpoint.pt").exists()
+    if not resuming:                        # a fresh start: nothing of an earlier attempt is reused
+        for name in ("train_log.csv", "checkpoint.pt", "checkpoint.json"):
+            (run_dir / name).unlink(missing_ok=True)
     record = {
         "suite": run.suite, "dataset": run.dataset, "method": run.method, "variant": run.variant,
         "seed_index": run.seed_index, "seed": run.seed, "tracks": list(method.tracks),
@@ -56,7 +59,7 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         "data": {"digest": manifest["digest"], "fit_split": fit_split, "score_split": score_split},
         "device_setting": config["device"], "precision": config["precision"],
         "git": provenance.git_state(), "packages": provenance.package_versions(), "machine": provenance.machine(),
-        "command": sys.argv, "started": _now(), "status": "running",
+        "command": sys.argv, "started": _now(), "status": "running", "resumed": resuming,
     }
     write_json(run_dir / "run.json", record)
     print(f"{run.label()}: training {run.method} ({run.variant}) on {run.dataset} [{fit_split}], seed {run.seed}",
@@ -65,7 +68,8 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
     provenance.seed_everything(run.seed)
     fit = dataset.load(config["data_dir"], method_cfg["fit_split"])
     score = fit if score_split == fit_split else dataset.load(config["data_dir"], method_cfg["score_split"])
-    context = methods.RunContext(dir=run_dir, seed=run.seed, device_setting=config["device"])
+    context = methods.RunContext(dir=run_dir, seed=run.seed, device_setting=config["device"],
+                                 config_hash=record["config_hash"])
     start = time.monotonic()
     try:
         outputs = method.fit(methods.RunData(dataset, fit, score), method_cfg, context)

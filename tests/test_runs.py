@@ -107,3 +107,37 @@ def test_baselines_beat_the_trivial_clustering_on_digits(data_config, method):
     one_cluster = np.bincount(labels).max() / len(labels)        # everything in one cluster
     assert metrics["acc_hungarian"]["value"] > one_cluster + 0.4
     assert metrics["nmi_arithmetic"]["value"] > 0.5
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path, capsys):
+    import torch
+
+    from methods import RunContext
+    run = RunContext(dir=tmp_path, seed=1, config_hash="aaa")
+    assert run.load_checkpoint() is None
+    state = {"step": 7, "weights": torch.arange(4.0), "rng": torch.get_rng_state()}
+    run.save_checkpoint(state)
+    loaded = run.load_checkpoint()
+    assert loaded["step"] == 7 and torch.equal(loaded["weights"], state["weights"])
+    assert "resuming from checkpoint" in capsys.readouterr().err
+
+    assert RunContext(dir=tmp_path, seed=1, config_hash="bbb").load_checkpoint() is None
+    assert "written under another config" in capsys.readouterr().err
+    with open(tmp_path / "checkpoint.pt", "r+b") as f:
+        f.seek(40)
+        f.write(b"\x00\x01garbage")
+    assert run.load_checkpoint() is None
+    assert "sha256 does not match" in capsys.readouterr().err
+
+
+def test_runner_keeps_a_checkpoint_only_for_an_unfinished_attempt(data_config):
+    run = RunId("smoke", "blobs", "kmeans", "raw", 0)
+    run_dir = runner.train(data_config, run, force=True)
+    for status, kept in (("failed", True), ("completed", False)):
+        (run_dir / "checkpoint.pt").write_bytes(b"state")
+        record = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(json.dumps({**record, "status": status}))
+        runner.train(data_config, run, force=True)
+        assert (run_dir / "checkpoint.pt").exists() == kept
+        assert json.loads((run_dir / "run.json").read_text())["resumed"] == kept
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
