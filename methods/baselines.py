@@ -35,20 +35,29 @@ def n_clusters(data: RunData, config: dict) -> int:
     return k
 
 
+def best_of_restarts(run: RunContext, n_init: int, desc: str, fit_one, loss, describe):
+    """Fit `n_init` times from seeds drawn from the run's seed; keep the lowest `loss(model)`."""
+    best = None
+    for restart, seed in enumerate(run.progress(run.rng(stream=2).integers(2**31 - 1, size=n_init), desc=desc)):
+        model = fit_one(int(seed))
+        run.log(restart=restart, **describe(model))
+        if best is None or loss(model) < loss(best):
+            best = model
+    return best
+
+
 class KMeansBaseline(Method):
     name = "kmeans"
     tracks = ("clustering",)
 
     def fit(self, data, config, run):
         fit_x, score_x = features(data, config, run)
-        best = None
-        seeds = run.rng(stream=2).integers(2**31 - 1, size=config["n_init"])
-        for restart, seed in enumerate(run.progress(seeds, desc="kmeans restarts")):
-            model = KMeans(n_clusters=n_clusters(data, config), n_init=1, max_iter=config["max_iter"],
-                           random_state=int(seed)).fit(fit_x)
-            run.log(restart=restart, inertia=float(model.inertia_), iterations=int(model.n_iter_))
-            if best is None or model.inertia_ < best.inertia_:
-                best = model
+        best = best_of_restarts(
+            run, config["n_init"], "kmeans restarts",
+            fit_one=lambda seed: KMeans(n_clusters=n_clusters(data, config), n_init=1, max_iter=config["max_iter"],
+                                        random_state=seed).fit(fit_x),
+            loss=lambda model: model.inertia_,
+            describe=lambda model: {"inertia": float(model.inertia_), "iterations": int(model.n_iter_)})
         return {"assignments": best.predict(score_x).astype(np.int64)}
 
 
@@ -58,15 +67,14 @@ class GMMBaseline(Method):
 
     def fit(self, data, config, run):
         fit_x, score_x = features(data, config, run)
-        best = None
-        seeds = run.rng(stream=2).integers(2**31 - 1, size=config["n_init"])
-        for restart, seed in enumerate(run.progress(seeds, desc="gmm restarts")):
-            model = GaussianMixture(n_components=n_clusters(data, config), covariance_type=config["covariance_type"],
-                                    reg_covar=config["reg_covar"], max_iter=config["max_iter"],
-                                    init_params="k-means++", random_state=int(seed)).fit(fit_x)
-            run.log(restart=restart, lower_bound=float(model.lower_bound_), converged=bool(model.converged_),
-                    iterations=int(model.n_iter_))
-            if best is None or model.lower_bound_ > best.lower_bound_:
-                best = model
+        best = best_of_restarts(
+            run, config["n_init"], "gmm restarts",
+            fit_one=lambda seed: GaussianMixture(
+                n_components=n_clusters(data, config), covariance_type=config["covariance_type"],
+                reg_covar=config["reg_covar"], max_iter=config["max_iter"], init_params="k-means++",
+                random_state=seed).fit(fit_x),
+            loss=lambda model: -model.lower_bound_,
+            describe=lambda model: {"lower_bound": float(model.lower_bound_), "converged": bool(model.converged_),
+                                    "iterations": int(model.n_iter_)})
         probs = best.predict_proba(score_x)
         return {"assignments": probs.argmax(1).astype(np.int64), "probs": probs.astype(np.float32)}
