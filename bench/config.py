@@ -151,6 +151,13 @@ def check_suite(suite: dict, where: str, methods_spec: dict | None = None) -> di
     for metric in suite.get("metrics", []):
         if metric not in evaluation.METRICS:
             raise _unknown("metric", metric, evaluation.METRICS)
+    if suite.get("metric_params"):
+        from evaluation import disentanglement
+        for group, params in suite["metric_params"].items():
+            try:
+                disentanglement.spec(f"{group}_disentanglement" if group == "dci" else group, **params)
+            except ValueError as error:
+                raise ConfigError(f"{where}: metric_params.{group}: {error}") from None
     return suite
 
 

@@ -98,6 +98,17 @@ def check_outputs(outputs: dict, n: int, method: str) -> None:
         raise ValueError(f"method '{method}': probs rows must sum to 1")
 
 
+def save_sample_grid(outputs: dict, path: Path) -> None:
+    """The run's generated images as one grid: a row per cluster when the samples have clusters."""
+    from evaluation.generation import sample_grid
+    samples = outputs["samples"]
+    if "sample_clusters" in outputs:
+        order = np.argsort(outputs["sample_clusters"], kind="stable")
+        sample_grid(samples[order], path, nrow=int(np.bincount(outputs["sample_clusters"]).max()))
+    else:
+        sample_grid(samples[:64], path)
+
+
 def evaluate(config: dict, run: RunId) -> Path:
     """Score a trained run; writes metrics.json (re-runnable without retraining)."""
     run_dir = run.path(config["results_dir"])
@@ -114,7 +125,12 @@ def evaluate(config: dict, run: RunId) -> Path:
         raise RuntimeError(f"{run.label()}: dataset '{run.dataset}' changed since this run was trained "
                            f"(digest {manifest['digest'][:12]} vs {record['data']['digest'][:12]}); retrain it")
     split = dataset.load(config["data_dir"], record["config"]["score_split"])
-    values = evaluation.evaluate(outputs, split, load_suite(run.suite).get("metrics"))
+    suite = load_suite(run.suite)
+    context = evaluation.Context(outputs, split, dataset, Path(config["data_dir"]), n_jobs=config["metric_jobs"],
+                                 inception_weights=config["inception_weights"], params=suite.get("metric_params", {}))
+    values = evaluation.evaluate(context, record["tracks"], suite.get("metrics"))
+    if "samples" in outputs and outputs["samples"].dtype == np.uint8:
+        save_sample_grid(outputs, run_dir / "samples.png")
     result = {
         "run": {k: record[k] for k in ("suite", "dataset", "method", "variant", "seed_index", "seed", "config_hash")},
         "status": record["status"], "git_commit": record["git"]["commit"], "data_digest": manifest["digest"],

@@ -1,4 +1,4 @@
-"""Metrics (with their specs), aggregation of runs, and (later) published numbers and verdicts."""
-from evaluation.metrics import METRICS, Metric, MetricValue, evaluate
+"""Metrics (with their specs), aggregation of runs, published numbers and verdicts."""
+from evaluation.metrics import METRICS, Context, Metric, MetricUnavailable, MetricValue, evaluate
 
-__all__ = ["METRICS", "Metric", "MetricValue", "evaluate"]
+__all__ = ["METRICS", "Context", "Metric", "MetricUnavailable", "MetricValue", "evaluate"]

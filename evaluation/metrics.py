@@ -1,52 +1,199 @@
-"""The metric registry: every metric by name, with the track it belongs to, what it needs,
-and the protocol that goes into its spec.
+"""The metric registry: every metric by name, with its track, what it needs, and its spec.
 
-A spec is `family[protocol,...,split=<scored split>]`, e.g. `acc[hungarian,split=test]`:
-two numbers are only ever compared when their specs are equal."""
+A spec is the exact protocol that makes two numbers comparable, e.g.
+`acc[hungarian,split=test]`, `mig[bins=20,n=10000,sklearn=1.9.1,split=all]`,
+`fid[torch-fidelity=0.4.0,inception-v3-compat,n=10000,ref=mnist-test]`. Numbers of
+different specs are never ranked against each other.
+
+A metric applies to a run when the method serves its track and the dataset has what it
+needs (labels, factors, images, points); it is then computed, or recorded as unavailable
+with the reason (an output the method does not give, too few samples, no Inception
+weights offline) — never as a made-up number. The heavy modules (torch, POT) are imported
+only when a metric of theirs is computed, so that validating a config stays fast.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from evaluation import clustering
 
 
+class MetricUnavailable(RuntimeError):
+    """The metric cannot be computed for this run; str(error) is the reason recorded."""
+
+
 @dataclass(frozen=True)
 class MetricValue:
     value: float | None
     spec: str
-    unavailable: str | None = None   # why there is no value (never a made-up number)
+    unavailable: str | None = None   # why there is no value
 
     def to_json(self) -> dict:
         return {"value": self.value, "spec": self.spec, **({"unavailable": self.unavailable} if self.unavailable else {})}
 
 
+@dataclass
+class Context:
+    """What a metric may look at: the run's outputs and the scored split of its dataset."""
+    outputs: dict[str, np.ndarray]
+    split: Any                         # datasets.Split
+    dataset: Any = None                # datasets.Dataset (factor space, classifier cache)
+    data_dir: Path | None = None
+    n_jobs: int = 1
+    inception_weights: str = ""        # a path, or "" for the torch hub cache
+    params: dict = field(default_factory=dict)   # protocol overrides per metric group, e.g. {"dci": {"n_train": 2000}}
+    memo: dict = field(default_factory=dict)
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Compute a shared intermediate (DCI's classifiers, the Inception features) once."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
+
+    @property
+    def is_images(self) -> bool:
+        return np.asarray(self.split.x[:1]).dtype == np.uint8
+
+
 @dataclass(frozen=True)
 class Metric:
     track: str
-    family: str
-    protocol: tuple[str, ...]
-    output: str                                  # the method output it scores
-    target: str                                  # the dataset array it needs
-    compute: Callable[[np.ndarray, np.ndarray], float]
+    family: str                              # the spec's name, e.g. "acc" for acc_hungarian
+    needs: tuple[str, ...]                   # method outputs
+    applies: Callable[[Context], bool]       # does the dataset have what the metric needs?
+    spec: Callable[[Context], str]           # computable even when the outputs are missing
+    compute: Callable[[Context], float]
 
-    def spec(self, split: str) -> str:
-        return f"{self.family}[{','.join(self.protocol + (f'split={split}',))}]"
+
+def _with_split(spec: str, split: str) -> str:
+    return f"{spec[:-1]},split={split}]" if spec.endswith("]") else f"{spec}[split={split}]"
+
+
+# Clustering --------------------------------------------------------------------------------
+
+def _has_labels(c: Context) -> bool:
+    return c.split.labels is not None
+
+
+def _clustering(protocol: str, output: str, score: Callable) -> Metric:
+    return Metric("clustering", protocol.split("[")[0], (output,), _has_labels,
+                  lambda c: _with_split(protocol, c.split.name),
+                  lambda c: score(np.asarray(c.split.labels), c.outputs[output]))
+
+
+# Disentanglement ---------------------------------------------------------------------------
+
+def _disentanglement(name: str) -> Metric:
+    group = "dci" if name.startswith("dci_") else name       # DCI's three numbers come from one computation
+
+    def compute(c: Context) -> float:
+        from evaluation import disentanglement
+        names = [n for n in disentanglement.NAMES if n.startswith("dci_")] if group == "dci" else [name]
+        space = c.once("space", lambda: c.dataset.factor_space(c.split))
+        values = c.once(f"disentanglement:{group}", lambda: disentanglement.compute(
+            c.outputs["embedding"], space, names=names, n_jobs=c.n_jobs, params=c.params))
+        return values[name]
+
+    def spec(c: Context) -> str:
+        from evaluation import disentanglement
+        return _with_split(disentanglement.spec(name, **c.params.get(group, {})), c.split.name)
+
+    return Metric("disentanglement", name, ("embedding",), lambda c: c.split.factors is not None, spec, compute)
+
+
+# Generation --------------------------------------------------------------------------------
+
+CLASSIFIER_MIN_SAMPLES = 256     # twice the classifier's 128 features: below, their covariance is singular
+
+
+def _fid_kid(name: str) -> Metric:
+    def compute(c: Context) -> float:
+        from evaluation import generation
+        scores = c.once("fid_kid", lambda: generation.fid_kid(c.outputs["samples"], np.asarray(c.split.x),
+                                                               weights=c.inception_weights or None))
+        return scores[name]
+
+    def spec(c: Context) -> str:
+        from evaluation import generation
+        return generation.fid_kid_spec(name, _n_samples(c), c.dataset.name, c.split.name)
+
+    return Metric("generation", name, ("samples",), lambda c: c.is_images, spec, compute)
+
+
+def _n_samples(c: Context) -> int:
+    return len(c.outputs.get("samples", ()))
+
+
+def _classifier_fd_compute(c: Context) -> float:
+    from evaluation import generation
+    samples = c.outputs["samples"]
+    if len(samples) < CLASSIFIER_MIN_SAMPLES:
+        raise MetricUnavailable(f"only {len(samples)} samples: the classifier Fréchet distance needs at least "
+                                f"{CLASSIFIER_MIN_SAMPLES}")
+    labelled = c.dataset.load(c.data_dir, "all")
+    model = generation.classifier(np.asarray(labelled.x), np.asarray(labelled.labels),
+                                  Path(c.data_dir) / c.dataset.name / "feature_classifier.pt")
+    return generation.classifier_fd(model, samples, np.asarray(c.split.x))
+
+
+def _classifier_fd_spec(c: Context) -> str:
+    from evaluation import generation
+    return generation.classifier_fd_spec(c.dataset.name, _n_samples(c), c.dataset.name, c.split.name)
+
+
+# Topology ----------------------------------------------------------------------------------
+
+GW_MAX_POINTS = 2000             # GW's cost grows with n²; a random subset of this size is compared
+
+
+def _gw_points(c: Context) -> int:
+    return min(GW_MAX_POINTS, len(c.split.x), _n_samples(c))
+
+
+def _gw_compute(c: Context) -> float:
+    from evaluation import topology
+    return topology.gromov_wasserstein(np.asarray(c.split.x), c.outputs["samples"], n=_gw_points(c))
+
+
+def _gw_spec(c: Context) -> str:
+    from evaluation import topology
+    return _with_split(topology.gw_spec(_gw_points(c)), c.split.name)
+
+
+def _bi_lipschitz(statistic: str) -> Metric:
+    def compute(c: Context) -> float:
+        from evaluation import topology
+        return getattr(c.once("bi_lipschitz", lambda: topology.local_bi_lipschitz(c.outputs["embedding"],
+                                                                                   c.outputs["decoded"])), statistic)
+
+    def spec(c: Context) -> str:
+        from evaluation import topology
+        return _with_split(topology.bi_lipschitz_spec(), c.split.name)
+
+    return Metric("topology", "bi_lipschitz", ("embedding", "decoded"), lambda c: not c.is_images, spec, compute)
 
 
 METRICS = {
-    "acc_hungarian": Metric("clustering", "acc", ("hungarian",), "assignments", "labels",
-                            lambda y, pred: clustering.hungarian_accuracy(y, pred)),
-    "acc_aae": Metric("clustering", "acc", ("aae-most-confident",), "probs", "labels",
-                      lambda y, probs: clustering.most_confident_accuracy(y, probs)),
-    "nmi_arithmetic": Metric("clustering", "nmi", ("average=arithmetic",), "assignments", "labels",
-                             lambda y, pred: clustering.nmi(y, pred, "arithmetic")),
-    "nmi_geometric": Metric("clustering", "nmi", ("average=geometric",), "assignments", "labels",
-                            lambda y, pred: clustering.nmi(y, pred, "geometric")),
-    "ari": Metric("clustering", "ari", (), "assignments", "labels",
-                  lambda y, pred: clustering.ari(y, pred)),
+    "acc_hungarian": _clustering("acc[hungarian]", "assignments", clustering.hungarian_accuracy),
+    "acc_aae": _clustering("acc[aae-most-confident]", "probs", clustering.most_confident_accuracy),
+    "nmi_arithmetic": _clustering("nmi[average=arithmetic]", "assignments",
+                                  lambda y, pred: clustering.nmi(y, pred, "arithmetic")),
+    "nmi_geometric": _clustering("nmi[average=geometric]", "assignments",
+                                 lambda y, pred: clustering.nmi(y, pred, "geometric")),
+    "ari": _clustering("ari", "assignments", clustering.ari),
+    **{name: _disentanglement(name) for name in ("beta_vae", "factor_vae", "mig", "dci_disentanglement",
+                                                 "dci_completeness", "dci_informativeness", "sap", "modularity")},
+    "fid": _fid_kid("fid"),
+    "kid": _fid_kid("kid"),
+    "fd_classifier": Metric("generation", "fd", ("samples",), lambda c: c.is_images and _has_labels(c),
+                            _classifier_fd_spec, _classifier_fd_compute),
+    "gw": Metric("topology", "gw", ("samples",), lambda c: not c.is_images, _gw_spec, _gw_compute),
+    "bi_lipschitz_mean": _bi_lipschitz("mean"),
+    "bi_lipschitz_std": _bi_lipschitz("std"),
 }
 
 WHY_MISSING = {
@@ -54,21 +201,22 @@ WHY_MISSING = {
 }
 
 
-def evaluate(outputs: dict[str, np.ndarray], split, names: list[str] | None = None) -> dict[str, MetricValue]:
-    """Every metric of `names` (default: all) that applies to this dataset split.
-
-    A metric whose dataset array is missing (no labels) does not apply and is left out; one
-    whose method output is missing is recorded as unavailable, with the reason."""
+def evaluate(context: Context, tracks=None, names: list[str] | None = None) -> dict[str, MetricValue]:
+    """Every metric of `names` (default: all) of the method's `tracks` (default: all) that
+    applies to this dataset split, each computed or recorded as unavailable with its reason."""
     results = {}
     for name in names or METRICS:
         metric = METRICS[name]
-        target = getattr(split, metric.target)
-        if target is None:
+        if (tracks is not None and metric.track not in tracks) or not metric.applies(context):
             continue
-        spec = metric.spec(split.name)
-        if metric.output not in outputs:
-            reason = WHY_MISSING.get(metric.output, f"the method gives no '{metric.output}' output")
+        spec = metric.spec(context)
+        missing = [output for output in metric.needs if output not in context.outputs]
+        if missing:
+            reason = WHY_MISSING.get(missing[0], f"the method gives no '{missing[0]}' output")
             results[name] = MetricValue(None, spec, reason)
             continue
-        results[name] = MetricValue(metric.compute(np.asarray(target), outputs[metric.output]), spec)
+        try:
+            results[name] = MetricValue(float(metric.compute(context)), spec)
+        except MetricUnavailable as reason:
+            results[name] = MetricValue(None, spec, str(reason))
     return results

@@ -126,3 +126,11 @@ def test_cli_reports_config_errors_in_one_line():
                             capture_output=True, text=True, cwd=cfg.REPO)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown variant of kmeans 'nope'; valid: pca50, raw"
+
+
+def test_metric_params_are_checked_against_each_protocol(methods_spec):
+    cfg.check_suite(suite(metric_params={"dci": {"n_train": 500, "n_test": 200}}), "test", methods_spec)
+    with pytest.raises(cfg.ConfigError, match=r"metric_params\.mig: mig has no parameter n_bins"):
+        cfg.check_suite(suite(metric_params={"mig": {"n_bins": 10}}), "test", methods_spec)
+    with pytest.raises(cfg.ConfigError, match=r"bad value at metric_params"):
+        cfg.check_suite(suite(metric_params={"fid": {"n": 10}}), "test", methods_spec)

@@ -92,11 +92,13 @@ def test_outputs_must_cover_the_score_split():
 
 def test_registry_records_unavailable_metrics_and_skips_unlabelled_data():
     split = datasets.Split("test", x=np.zeros((4, 2), np.float32), labels=np.array([0, 0, 1, 1]))
-    values = evaluation.evaluate({"assignments": np.array([1, 1, 0, 0])}, split)
+    outputs = {"assignments": np.array([1, 1, 0, 0])}
+    values = evaluation.evaluate(evaluation.Context(outputs, split), tracks=["clustering"])
     assert values["acc_hungarian"] == evaluation.MetricValue(1.0, "acc[hungarian,split=test]")
-    assert values["acc_aae"].value is None and "posteriors" in values["acc_aae"].unavailable
+    assert values["acc_aae"] == evaluation.MetricValue(
+        None, "acc[aae-most-confident,split=test]", "the method gives no cluster posteriors (needs soft assignments)")
     unlabelled = datasets.Split("all", x=np.zeros((4, 2), np.float32))
-    assert evaluation.evaluate({"assignments": np.array([1, 1, 0, 0])}, unlabelled) == {}
+    assert evaluation.evaluate(evaluation.Context(outputs, unlabelled), tracks=["clustering"]) == {}
 
 
 @pytest.mark.parametrize("method", ["kmeans", "gmm"])
