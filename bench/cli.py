@@ -110,7 +110,11 @@ def aggregate(config, args):
 def report(config, args):
     from reports.leaderboard import render
     suite = config["suite"]
-    for path in render(_summary(config), Path(config["reports_dir"]) / suite, suite, cfg.load_suite(suite)["description"]):
+    grids = {f"{run.dataset} / {run.method} / {run.variant} (seed 0)": run.path(config["results_dir"]) / "samples.png"
+             for run in cfg.expand(suite) if run.seed_index == 0}
+    out_dir = Path(config["reports_dir"]) / suite
+    for path in render(_summary(config), out_dir, suite, cfg.load_suite(suite)["description"],
+                       samples={label: path for label, path in grids.items() if path.exists()}):
         print(path)
 
 
@@ -147,13 +151,14 @@ def list_data(config, args):
     import json
 
     import datasets
-    print(f"{'dataset':<14} {'kind':<7} {'status':<13} {'splits':<28} digest")
+    print(f"{'dataset':<14} {'kind':<7} {'status':<13} {'on disk':>9}  {'splits':<30} digest")
     for name in datasets.DATASETS:
-        manifest_path = Path(config["data_dir"]) / name / "manifest.json"
-        if manifest_path.exists():
-            manifest = json.loads(manifest_path.read_text())
+        directory = Path(config["data_dir"]) / name
+        if (directory / "manifest.json").exists():
+            manifest = json.loads((directory / "manifest.json").read_text())
             splits = ", ".join(f"{s} {n:,}" for s, n in manifest["splits"].items())
-            print(f"{name:<14} {manifest['kind']:<7} {'prepared':<13} {splits:<28} {manifest['digest'][:12]}")
+            mib = sum(p.stat().st_size for p in directory.iterdir()) / 2**20
+            print(f"{name:<14} {manifest['kind']:<7} {'prepared':<13} {mib:>5.1f} MiB  {splits:<30} {manifest['digest'][:12]}")
         else:
             print(f"{name:<14} {datasets.get(name).kind:<7} {'not prepared':<13}")
 

@@ -17,7 +17,9 @@ from reports.tables import csv_table, sections
 
 
 def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = "",
-           published_dir: Path = published.PUBLISHED_DIR) -> list[Path]:
+           published_dir: Path = published.PUBLISHED_DIR, samples: dict[str, Path] | None = None) -> list[Path]:
+    """The leaderboard files and figures; `samples` (caption → PNG) are the runs' sample grids,
+    shown in the HTML page."""
     entries, not_transcribed = published.load(published_dir)
     parts = sections(summary, entries, not_transcribed)
     figures = []
@@ -28,7 +30,7 @@ def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = 
         "leaderboard.md": formats.markdown(parts, suite, description),
         "leaderboard.csv": csv_table(summary),
         "leaderboard.tex": formats.latex(parts, suite),
-        "leaderboard.html": formats.page(parts, suite, description, figures),
+        "leaderboard.html": formats.page(parts, suite, description, {f.stem: f for f in figures} | (samples or {})),
     }
     for name, text in outputs.items():
         write_text(out_dir / name, text)

@@ -123,7 +123,8 @@ tr.published td { font-style: italic; color: #555; }
 """
 
 
-def page(sections: list[Section], suite: str, description: str, figures: list[Path]) -> str:
+def page(sections: list[Section], suite: str, description: str, figures: dict[str, Path]) -> str:
+    """A standalone page: the tables, then every figure (caption → PNG) embedded as data."""
     e = html.escape
     body = [f"<h1>Leaderboard: {e(suite)} suite</h1>", f"<p>{e(description.strip())}</p>",
             f"<p>{e(INTRO).replace('**bold**', '<strong>bold</strong>')}</p>"]
@@ -153,10 +154,10 @@ def page(sections: list[Section], suite: str, description: str, figures: list[Pa
                   for n in s.not_transcribed]
         if items:
             body.append(f"<ul>{''.join(items)}</ul>")
-    for figure in figures:
+    for caption, figure in figures.items():
         data = base64.b64encode(figure.read_bytes()).decode()
-        body.append(f'<figure><img alt="{e(figure.stem)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{e(figure.stem)}</figcaption></figure>")
+        body.append(f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{e(caption)}</figcaption></figure>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>Leaderboard: {e(suite)} suite</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
