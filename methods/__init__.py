@@ -13,6 +13,7 @@ from methods.base import TRACKS, Method, RunContext, RunData
 METHODS = {
     "kmeans": "methods.baselines:KMeansBaseline",
     "gmm": "methods.baselines:GMMBaseline",
+    "gmvae": "methods.gmvae:GMVAEMethod",
 }
 
 
