@@ -67,6 +67,7 @@ class Metric:
     applies: Callable[[Context], bool]       # does the dataset have what the metric needs?
     spec: Callable[[Context], str]           # computable even when the outputs are missing
     compute: Callable[[Context], float]
+    lower_is_better: bool = False            # distances (FID, GW, ...) and distortions
 
 
 def _with_split(spec: str, split: str) -> str:
@@ -121,7 +122,7 @@ def _fid_kid(name: str) -> Metric:
         from evaluation import generation
         return generation.fid_kid_spec(name, _n_samples(c), c.dataset.name, c.split.name)
 
-    return Metric("generation", name, ("samples",), lambda c: c.is_images, spec, compute)
+    return Metric("generation", name, ("samples",), lambda c: c.is_images, spec, compute, lower_is_better=True)
 
 
 def _n_samples(c: Context) -> int:
@@ -174,7 +175,8 @@ def _bi_lipschitz(statistic: str) -> Metric:
         from evaluation import topology
         return _with_split(topology.bi_lipschitz_spec(), c.split.name)
 
-    return Metric("topology", "bi_lipschitz", ("embedding", "decoded"), lambda c: not c.is_images, spec, compute)
+    return Metric("topology", "bi_lipschitz", ("embedding", "decoded"), lambda c: not c.is_images, spec, compute,
+                  lower_is_better=True)
 
 
 METRICS = {
@@ -190,8 +192,9 @@ METRICS = {
     "fid": _fid_kid("fid"),
     "kid": _fid_kid("kid"),
     "fd_classifier": Metric("generation", "fd", ("samples",), lambda c: c.is_images and _has_labels(c),
-                            _classifier_fd_spec, _classifier_fd_compute),
-    "gw": Metric("topology", "gw", ("samples",), lambda c: not c.is_images, _gw_spec, _gw_compute),
+                            _classifier_fd_spec, _classifier_fd_compute, lower_is_better=True),
+    "gw": Metric("topology", "gw", ("samples",), lambda c: not c.is_images, _gw_spec, _gw_compute,
+                 lower_is_better=True),
     "bi_lipschitz_mean": _bi_lipschitz("mean"),
     "bi_lipschitz_std": _bi_lipschitz("std"),
 }

@@ -7,9 +7,10 @@ best seed for a published best run. The difference is measured in standard error
 and the verdict is REPRODUCED within 1 se, WITHIN-NOISE within 2 se, else BELOW or ABOVE.
 Different specs are never compared: NOT-COMPARABLE, with the reason.
 
-Golden: the committed results of a suite (evaluation/golden/<suite>.csv). A mean that drops
-below the golden mean by more than the tolerance is a REGRESSION; a rise beyond it is
-CHANGED (worth a look, not a failure); a missing result is a REGRESSION.
+Golden: the committed results of a suite (evaluation/golden/<suite>.csv). A mean that gets
+worse than the golden mean by more than the tolerance (lower, or higher for distances such as
+FID) is a REGRESSION; a change for the better beyond it is CHANGED (worth a look, not a
+failure); a missing result is a REGRESSION.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from evaluation.metrics import METRICS
 from evaluation.published import Published
 
 REPRODUCED, WITHIN_NOISE, BELOW, ABOVE, NOT_COMPARABLE = "REPRODUCED", "WITHIN-NOISE", "BELOW", "ABOVE", "NOT-COMPARABLE"
@@ -123,7 +125,8 @@ def golden_verdicts(golden: pd.DataFrame, current: pd.DataFrame) -> list[Verdict
             verdicts.append(Verdict(**base, verdict=REGRESSION, reason=f"spec changed to {row.spec}"))
             continue
         difference = row.mean - row.mean_golden
-        verdict = (REGRESSION if difference < -row.tolerance else CHANGED if difference > row.tolerance else OK)
+        gain = -difference if METRICS[row.metric].lower_is_better else difference
+        verdict = (REGRESSION if gain < -row.tolerance else CHANGED if gain > row.tolerance else OK)
         reason = f"tolerance {row.tolerance:.4f}" + ("; if intended, update with `python -m bench golden`"
                                                         if verdict != OK else "")
         verdicts.append(Verdict(**base, ours=float(row.mean), ours_std=None if pd.isna(row.std) else float(row.std),

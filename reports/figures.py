@@ -1,6 +1,7 @@
 """Figures of a suite: per dataset, one panel per metric, a bar per method/variant with the
 standard deviation over seeds as error bars, and published numbers of the same spec as
-black diamonds (on their method's bar) or dashed lines (baselines we do not run)."""
+black diamonds (on their method's bar) or dashed lines (baselines we do not run). Scores
+in [0, 1] are drawn on that scale; distances (FID, GW, ...) on their own."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,7 @@ def dataset_figure(summary: pd.DataFrame, dataset_sections: list[Section], path:
     sns.set_theme(style="whitegrid", font_scale=0.8)
     panel_width = max(1.9, 0.8 + 0.4 * len(runs))
     fig, axes = plt.subplots(1, len(metrics), figsize=(0.8 + panel_width * len(metrics), 3.6),
-                             squeeze=False, sharey=True)
+                             squeeze=False)
     for axis, metric in zip(axes[0], metrics):
         for x, run in enumerate(runs):
             if (metric, run) in stats.index:
@@ -44,7 +45,9 @@ def dataset_figure(summary: pd.DataFrame, dataset_sections: list[Section], path:
         axis.set_title(metric)
         axis.set_xticks([])
         axis.set_xlim(-0.6, len(runs) - 0.4)
-        axis.set_ylim(0, 1.05)
+        if axis.get_ylim()[1] <= 1.05:           # scores in [0, 1] share one scale; distances keep their own
+            axis.set_ylim(0, 1.05)
+        axis.set_ylabel("")
     axes[0][0].set_ylabel("mean ± sd over seeds")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[run]) for run in runs]
     fig.legend(handles, runs, loc="lower center", ncol=min(len(runs), 4), frameon=False)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from reports.tables import Cell, Row, Section
 
-INTRO = ("Ours: mean ± standard deviation over seeds; **bold**: the best of our means in each column. "
+INTRO = ("Ours: mean ± standard deviation over seeds; **bold**: the best of our means in each column "
+         "(the lowest for distances such as FID). "
          "Published numbers (in italics) appear only in a column whose protocol (spec) they share. "
-         "n/a: the method does not give what the metric needs.")
+         "n/a: no value, for the reason given under the table.")
 
 
 def number(cell: Cell | None) -> str:
@@ -36,7 +37,11 @@ VERDICT_HEADER = ["run", "metric", "published", "ours", "seeds", "Δ / se", "ver
 
 # Markdown ----------------------------------------------------------------------------------
 
-def markdown(sections: list[Section], suite: str, description: str = "") -> str:
+def _not_transcribed(n) -> str:
+    return f"{n.method}: {n.what} ({n.where}): not yet transcribed, {n.why}"
+
+
+def markdown(sections: list[Section], suite: str, description: str = "", not_transcribed=()) -> str:
     lines = [f"# Leaderboard: {suite} suite", ""]
     if description:
         lines += [description.strip(), ""]
@@ -49,13 +54,14 @@ def markdown(sections: list[Section], suite: str, description: str = "") -> str:
                               + [f"*{number(r.cells[m])}*" if m in r.cells else "" for m in s.metrics]
                               for r in s.published],
                            numeric_from=3)
-        lines += [""] + [f"- `{m}`: `{s.specs[m]}`" for m in s.metrics]
+        lines += [""] + [f"- `{m}`: `{s.specs[m]}`" + (f" (n/a: {s.unavailable[m]})" if m in s.unavailable else "")
+                         for m in s.metrics]
         lines += list(dict.fromkeys(f"- *{r.method} / {r.variant}*: {r.source}" for r in s.published))
         if s.verdicts:
             lines += ["", "Reproduction:", ""] + _md_table(VERDICT_HEADER, [_verdict_cells(v) for v in s.verdicts])
-        notes = [f"- **failed**: {f}" for f in s.failed]
-        notes += [f"- {n.method}: published {n.what} not yet transcribed ({n.where}: {n.why})" for n in s.not_transcribed]
-        lines += [""] + notes + ([""] if notes else [])
+        lines += [""] + [f"- **failed**: {f}" for f in s.failed] + ([""] if s.failed else [])
+    if not_transcribed:
+        lines += ["## Published results not yet transcribed", ""] + [f"- {_not_transcribed(n)}" for n in not_transcribed]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -83,6 +89,7 @@ def _tex(text: str) -> str:
 
 
 def latex(sections: list[Section], suite: str) -> str:
+    """One booktabs table per section, its specs (and reasons for n/a) as footnotes."""
     out = [f"% Leaderboard of the {suite} suite; needs \\usepackage{{booktabs}}.", ""]
     for s in sections:
         columns = "ll" + "r" * (len(s.metrics) + 1)
@@ -102,7 +109,8 @@ def latex(sections: list[Section], suite: str) -> str:
                 out.append(" & ".join([rf"\emph{{{_tex(r.method)}}}", rf"\emph{{{_tex(r.variant)}}}",
                                        _tex(f"published, {r.seeds}")] + cells) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", "", r"\vspace{2pt}\footnotesize"]
-        out += [rf"\texttt{{{_tex(m)}}}: \texttt{{{_tex(s.specs[m])}}}\\" for m in s.metrics]
+        out += [rf"\texttt{{{_tex(m)}}}: \texttt{{{_tex(s.specs[m])}}}"
+                + (f" (n/a: {_tex(s.unavailable[m])})" if m in s.unavailable else "") + r"\\" for m in s.metrics]
         out += list(dict.fromkeys(rf"\emph{{{_tex(r.method)} / {_tex(r.variant)}}}: {_tex(r.source)}\\"
                                   for r in s.published))
         out += [r"\end{table}", ""]
@@ -123,7 +131,7 @@ tr.published td { font-style: italic; color: #555; }
 """
 
 
-def page(sections: list[Section], suite: str, description: str, figures: dict[str, Path]) -> str:
+def page(sections: list[Section], suite: str, description: str, figures: dict[str, Path], not_transcribed=()) -> str:
     """A standalone page: the tables, then every figure (caption → PNG) embedded as data."""
     e = html.escape
     body = [f"<h1>Leaderboard: {e(suite)} suite</h1>", f"<p>{e(description.strip())}</p>",
@@ -141,7 +149,8 @@ def page(sections: list[Section], suite: str, description: str, figures: dict[st
             rows.append(f'<tr class="published"><td title="{e(r.source)}">{e(r.method)}</td><td>{e(r.variant)}</td>'
                         f"<td>published, {e(r.seeds)}</td>{cells}</tr>")
         body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-        notes = [f"<code>{e(m)}</code>: <code>{e(s.specs[m])}</code>" for m in s.metrics]
+        notes = [f"<code>{e(m)}</code>: <code>{e(s.specs[m])}</code>"
+                 + (f" (n/a: {e(s.unavailable[m])})" if m in s.unavailable else "") for m in s.metrics]
         notes += list(dict.fromkeys(f"<em>{e(r.method)} / {e(r.variant)}</em>: {e(r.source)}" for r in s.published))
         body.append('<p class="spec">' + "<br>".join(notes) + "</p>")
         if s.verdicts:
@@ -149,11 +158,11 @@ def page(sections: list[Section], suite: str, description: str, figures: dict[st
             rows = "".join("<tr>" + "".join(f'<td class="verdict-{e(c)}">{e(c)}</td>' if i == 6 else f"<td>{e(c)}</td>"
                                             for i, c in enumerate(_verdict_cells(v))) + "</tr>" for v in s.verdicts)
             body.append(f"<h3>Reproduction</h3><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        items = [f"<li><strong>failed</strong>: {e(f)}</li>" for f in s.failed]
-        items += [f"<li>{e(n.method)}: published {e(n.what)} not yet transcribed ({e(n.where)}: {e(n.why)})</li>"
-                  for n in s.not_transcribed]
-        if items:
-            body.append(f"<ul>{''.join(items)}</ul>")
+        if s.failed:
+            body.append("<ul>" + "".join(f"<li><strong>failed</strong>: {e(f)}</li>" for f in s.failed) + "</ul>")
+    if not_transcribed:
+        body.append("<h2>Published results not yet transcribed</h2><ul>"
+                    + "".join(f"<li>{e(_not_transcribed(n))}</li>" for n in not_transcribed) + "</ul>")
     for caption, figure in figures.items():
         data = base64.b64encode(figure.read_bytes()).decode()
         body.append(f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'

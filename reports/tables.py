@@ -43,7 +43,7 @@ class Section:
     published: list[Row] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    not_transcribed: list[NotTranscribed] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)   # metric -> why some runs have no value
 
 
 def summarise(summary: pd.DataFrame) -> pd.DataFrame:
@@ -55,17 +55,24 @@ def summarise(summary: pd.DataFrame) -> pd.DataFrame:
                  .drop(columns="metric_order").reset_index(drop=True))
 
 
-def sections(summary: pd.DataFrame, published: list[Published], not_transcribed: list[NotTranscribed]) -> list[Section]:
+def not_transcribed_for(summary: pd.DataFrame, not_transcribed: list[NotTranscribed]) -> list[NotTranscribed]:
+    """The published results not yet transcribed for the methods this suite ran."""
+    return [n for n in not_transcribed if n.method in set(summary["method"])]
+
+
+def sections(summary: pd.DataFrame, published: list[Published]) -> list[Section]:
     table = summarise(summary)
     table["track"] = table["metric"].map(lambda m: METRICS[m].track)
     verdicts = published_verdicts(published, summary)
-    ran_methods = set(summary["method"])
+    missing = summary[summary["value"].isna() & summary["unavailable"].notna() & (summary["status"] == "completed")]
     result = []
     for (dataset, track), rows in table.groupby(["dataset", "track"], sort=True):
         metrics = list(dict.fromkeys(rows["metric"]))
         specs = dict(rows.drop_duplicates("metric")[["metric", "spec"]].itertuples(index=False))
         section = Section(dataset, track, metrics, specs)
-        best = rows.dropna(subset=["mean"]).groupby("metric")["mean"].max()
+        scored = rows.dropna(subset=["mean"])
+        best = {metric: (group["mean"].min() if METRICS[metric].lower_is_better else group["mean"].max())
+                for metric, group in scored.groupby("metric")}
         for (method, variant), group in rows.groupby(["method", "variant"], sort=False):
             cells = {m.metric: Cell(m.mean, None if pd.isna(m.std) else m.std, m.mean == best.get(m.metric))
                      for m in group.itertuples(index=False)}
@@ -80,7 +87,8 @@ def sections(summary: pd.DataFrame, published: list[Published], not_transcribed:
         section.failed = [f"{r.method}/{r.variant}/seed{r.seed}: {r.status}"
                           + (f" ({r.unavailable})" if isinstance(r.unavailable, str) else "")
                           for r in failed.drop_duplicates(["method", "variant", "seed"]).itertuples(index=False)]
-        section.not_transcribed = [n for n in not_transcribed if n.method in ran_methods]
+        reasons = missing[(missing["dataset"] == dataset) & missing["metric"].isin(metrics)]
+        section.unavailable = dict(reasons.drop_duplicates("metric")[["metric", "unavailable"]].itertuples(index=False))
         result.append(section)
     return result
 

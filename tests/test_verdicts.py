@@ -90,3 +90,10 @@ def test_golden_missing_result_and_changed_spec_are_regressions():
 def test_golden_tolerance_follows_the_seed_spread_with_a_floor():
     assert golden_tolerance(0.1, 4) == pytest.approx(0.15)
     assert golden_tolerance(0.0, 3) == golden_tolerance(math.nan, 1) == 0.01
+
+
+@pytest.mark.parametrize("current, expected", [(12.0, "OK"), (20.0, "REGRESSION"), (5.0, "CHANGED")])
+def test_golden_direction_follows_the_metric(current, expected):
+    row = {**golden_row(12.0, std=1.0), "metric": "fd_classifier", "spec": "fd[digits-classifier]"}
+    now = pd.DataFrame([{**row, "mean": current}]).drop(columns="tolerance")
+    assert [v.verdict for v in golden_verdicts(pd.DataFrame([row]), now)] == [expected]
