@@ -96,17 +96,25 @@ def check_outputs(outputs: dict, n: int, method: str) -> None:
         raise ValueError(f"method '{method}': assignments must be integers, got {outputs['assignments'].dtype}")
     if "probs" in outputs and not np.allclose(outputs["probs"].sum(1), 1.0, atol=1e-3):
         raise ValueError(f"method '{method}': probs rows must sum to 1")
+    if "traversals" in outputs and (outputs["traversals"].dtype != np.uint8 or outputs["traversals"].ndim != 5):
+        raise ValueError(f"method '{method}': traversals must be uint8 units × steps × C × H × W")
 
 
-def save_sample_grid(outputs: dict, path: Path) -> None:
-    """The run's generated images as one grid: a row per cluster when the samples have clusters."""
+def save_figures(outputs: dict, run_dir: Path) -> None:
+    """The run's images for the report: samples.png (a row per cluster when the samples have
+    clusters) and traversals.png (a row per latent unit, its values swept along the row)."""
     from evaluation.generation import sample_grid
-    samples = outputs["samples"]
-    if "sample_clusters" in outputs:
-        order = np.argsort(outputs["sample_clusters"], kind="stable")
-        sample_grid(samples[order], path, nrow=int(np.bincount(outputs["sample_clusters"]).max()))
-    else:
-        sample_grid(samples[:64], path)
+    if "samples" in outputs and outputs["samples"].dtype == np.uint8:
+        samples = outputs["samples"]
+        if "sample_clusters" in outputs:
+            order = np.argsort(outputs["sample_clusters"], kind="stable")
+            sample_grid(samples[order], run_dir / "samples.png", nrow=int(np.bincount(outputs["sample_clusters"]).max()))
+        else:
+            sample_grid(samples[:64], run_dir / "samples.png")
+    if "traversals" in outputs:
+        units, steps = outputs["traversals"].shape[:2]
+        sample_grid(outputs["traversals"].reshape(units * steps, *outputs["traversals"].shape[2:]),
+                    run_dir / "traversals.png", nrow=steps)
 
 
 def evaluate(config: dict, run: RunId) -> Path:
@@ -129,8 +137,7 @@ def evaluate(config: dict, run: RunId) -> Path:
     context = evaluation.Context(outputs, split, dataset, Path(config["data_dir"]), n_jobs=config["metric_jobs"],
                                  inception_weights=config["inception_weights"], params=suite.get("metric_params", {}))
     values = evaluation.evaluate(context, record["tracks"], suite.get("metrics"))
-    if "samples" in outputs and outputs["samples"].dtype == np.uint8:
-        save_sample_grid(outputs, run_dir / "samples.png")
+    save_figures(outputs, run_dir)
     result = {
         "run": {k: record[k] for k in ("suite", "dataset", "method", "variant", "seed_index", "seed", "config_hash")},
         "status": record["status"], "git_commit": record["git"]["commit"], "data_digest": manifest["digest"],

@@ -143,3 +143,23 @@ def test_runner_keeps_a_checkpoint_only_for_an_unfinished_attempt(data_config):
         assert (run_dir / "checkpoint.pt").exists() == kept
         assert json.loads((run_dir / "run.json").read_text())["resumed"] == kept
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def test_sample_grid_and_traversal_figures_are_saved_with_the_run(data_config, monkeypatch):
+    from PIL import Image
+
+    from methods.baselines import KMeansBaseline
+
+    def fit_with_images(self, data, config, run):
+        images = np.asarray(data.score.x[:24])
+        return {"assignments": np.asarray(data.score.labels, dtype=np.int64), "samples": images,
+                "sample_clusters": np.repeat(np.arange(3), 8), "traversals": images[:20].reshape(4, 5, 1, 28, 28)}
+    monkeypatch.setattr(KMeansBaseline, "fit", fit_with_images)
+    run = RunId("smoke", "digits", "kmeans", "raw", 0)
+    runner.train(data_config, run, force=True)
+    run_dir = runner.evaluate(data_config, run)
+    samples, traversals = Image.open(run_dir / "samples.png"), Image.open(run_dir / "traversals.png")
+    assert samples.size[0] > 2 * samples.size[1]            # 3 rows of 8
+    assert traversals.size[0] > traversals.size[1]           # 4 rows of 5
+    with pytest.raises(ValueError, match="traversals must be uint8"):
+        runner.check_outputs({"traversals": np.zeros((2, 3, 28, 28), np.uint8)}, 0, "m")
