@@ -46,6 +46,15 @@ rule all:
         f"{REPORTS}/{SUITE}/leaderboard.html",
 
 
+onsuccess:
+    from bench.runner import failures
+    failed = failures(RUNS, RESULTS)
+    if failed:
+        print(f"\nWARNING: {len(failed)} run(s) failed; the leaderboard shows them as failed:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

@@ -59,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command("runs", list_runs, "list the runs of a suite", suite=True)
-    command("run", run, "train one run", run=True).add_argument(
-        "--force", action="store_true", help="retrain even when a completed run with this config exists")
+    sub = command("run", run, "train one run", run=True)
+    sub.add_argument("--force", action="store_true", help="retrain even when a completed run with this config exists")
+    sub.add_argument("--record-failure", action="store_true",
+                     help="when training fails, record it in run.json and exit 0, so that the pipeline goes on "
+                          "and the leaderboard shows the run as failed")
     command("evaluate", evaluate, "score one trained run", run=True)
     command("aggregate", aggregate, "collect a suite's metrics into summary.csv", suite=True)
     command("report", report, "render a suite's leaderboards and figures", suite=True)
@@ -89,8 +92,13 @@ def list_runs(config, args):
 
 
 def run(config, args):
-    from bench.runner import train
-    print(train(config, _run_id(config, args), force=args.force))
+    from bench.runner import RunFailed, train
+    try:
+        print(train(config, _run_id(config, args), force=args.force))
+    except RunFailed as failure:
+        if not args.record_failure:
+            raise
+        print(f"FAILED: {failure}", file=sys.stderr)
 
 
 def evaluate(config, args):

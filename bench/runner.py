@@ -29,6 +29,10 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+class RunFailed(RuntimeError):
+    """Training started and failed (diverged, crashed inside the method); run.json says why."""
+
+
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -48,10 +52,12 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         return run_dir
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = bool(previous) and previous["status"] != "completed" and (run_dir / "checkpoint.pt").exists()
-    if not resuming:                        # a fresh start: nothing of an earlier attempt is reused
-        for name in ("train_log.csv", "checkpoint.pt", "checkpoint.json"):
-            (run_dir / name).unlink(missing_ok=True)
+    # A checkpoint is resumed unless it is that of a completed run (which is being retrained);
+    # run.json may be gone (Snakemake removes the declared outputs of a killed job).
+    resuming = (run_dir / "checkpoint.pt").exists() and not (previous and previous["status"] == "completed")
+    stale = ["outputs.npz", "metrics.json"] + ([] if resuming else ["train_log.csv", "checkpoint.pt", "checkpoint.json"])
+    for name in stale:
+        (run_dir / name).unlink(missing_ok=True)
     record = {
         "suite": run.suite, "dataset": run.dataset, "method": run.method, "variant": run.variant,
         "seed_index": run.seed_index, "seed": run.seed, "tracks": list(method.tracks),
@@ -76,9 +82,12 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         check_outputs(outputs, len(score), run.method)
         save_npz(run_dir / "outputs.npz", outputs)
         record["status"] = "completed"
-    except BaseException as error:
+    except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(limit=8))
+        raise RunFailed(f"{run.label()} failed: {record['error']} (recorded in {run_dir / 'run.json'})") from error
+    except BaseException:                   # interrupted (Ctrl-C, a signal): not a result of the method
+        record.update(status="interrupted")
         raise
     finally:
         record.update(finished=_now(), wall_seconds=round(time.monotonic() - start, 3),
@@ -121,6 +130,12 @@ def evaluate(config: dict, run: RunId) -> Path:
     """Score a trained run; writes metrics.json (re-runnable without retraining)."""
     run_dir = run.path(config["results_dir"])
     record = read_json(run_dir / "run.json")
+    identity = {k: record[k] for k in ("suite", "dataset", "method", "variant", "seed_index", "seed", "config_hash")
+                } if record else {}
+    if record and record["status"] == "failed":     # a result too: the leaderboard shows it as failed
+        write_json(run_dir / "metrics.json", {"run": identity, "status": "failed", "error": record["error"],
+                                              "evaluated": _now(), "metrics": {}})
+        return run_dir
     if not record or record["status"] != "completed":
         status = record["status"] if record else "not started"
         raise RuntimeError(f"{run.label()}: cannot evaluate a run whose status is '{status}'; "
@@ -139,9 +154,18 @@ def evaluate(config: dict, run: RunId) -> Path:
     values = evaluation.evaluate(context, record["tracks"], suite.get("metrics"))
     save_figures(outputs, run_dir)
     result = {
-        "run": {k: record[k] for k in ("suite", "dataset", "method", "variant", "seed_index", "seed", "config_hash")},
-        "status": record["status"], "git_commit": record["git"]["commit"], "data_digest": manifest["digest"],
+        "run": identity, "status": record["status"], "git_commit": record["git"]["commit"], "data_digest": manifest["digest"],
         "evaluated": _now(), "metrics": {name: value.to_json() for name, value in values.items()},
     }
     write_json(run_dir / "metrics.json", result)
     return run_dir
+
+
+def failures(runs, results_dir) -> list[str]:
+    """One line per run whose record says it failed."""
+    lines = []
+    for run in runs:
+        record = read_json(run.path(results_dir) / "run.json")
+        if record and record["status"] == "failed":
+            lines.append(f"{run.label()}: {record['error']}")
+    return lines

@@ -20,6 +20,9 @@ def collect(runs, results_dir: str | Path) -> pd.DataFrame:
         metrics_path, record_path = run_dir / "metrics.json", run_dir / "run.json"
         if metrics_path.exists():
             result = json.loads(metrics_path.read_text())
+            if result["status"] != "completed":
+                rows.append({**identity, "status": result["status"], "unavailable": result.get("error"),
+                             "config_hash": result["run"].get("config_hash")})
             for metric, entry in result["metrics"].items():
                 rows.append({**identity, "metric": metric, "spec": entry["spec"], "value": entry["value"],
                              "unavailable": entry.get("unavailable"), "status": result["status"],

@@ -13,7 +13,7 @@ from common.files import write_text
 from evaluation import published
 from reports import render as formats
 from reports.figures import dataset_figure
-from reports.tables import csv_table, not_transcribed_for, sections
+from reports.tables import csv_table, failed_runs, not_transcribed_for, sections
 
 
 def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = "",
@@ -23,16 +23,17 @@ def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = 
     entries, not_transcribed = published.load(published_dir)
     parts = sections(summary, entries)
     pending = not_transcribed_for(summary, not_transcribed)
+    failed = failed_runs(summary)
     figures = []
     for dataset in dict.fromkeys(s.dataset for s in parts):
         figures.append(out_dir / "figures" / f"{dataset}.png")
         dataset_figure(summary, [s for s in parts if s.dataset == dataset], figures[-1])
     outputs = {
-        "leaderboard.md": formats.markdown(parts, suite, description, pending),
+        "leaderboard.md": formats.markdown(parts, suite, description, pending, failed),
         "leaderboard.csv": csv_table(summary),
-        "leaderboard.tex": formats.latex(parts, suite),
+        "leaderboard.tex": formats.latex(parts, suite, failed),
         "leaderboard.html": formats.page(parts, suite, description, {f.stem: f for f in figures} | (samples or {}),
-                                         pending),
+                                         pending, failed),
     }
     for name, text in outputs.items():
         write_text(out_dir / name, text)

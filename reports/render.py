@@ -41,7 +41,7 @@ def _not_transcribed(n) -> str:
     return f"{n.method}: {n.what} ({n.where}): not yet transcribed, {n.why}"
 
 
-def markdown(sections: list[Section], suite: str, description: str = "", not_transcribed=()) -> str:
+def markdown(sections: list[Section], suite: str, description: str = "", not_transcribed=(), failed=()) -> str:
     lines = [f"# Leaderboard: {suite} suite", ""]
     if description:
         lines += [description.strip(), ""]
@@ -59,7 +59,10 @@ def markdown(sections: list[Section], suite: str, description: str = "", not_tra
         lines += list(dict.fromkeys(f"- *{r.method} / {r.variant}*: {r.source}" for r in s.published))
         if s.verdicts:
             lines += ["", "Reproduction:", ""] + _md_table(VERDICT_HEADER, [_verdict_cells(v) for v in s.verdicts])
-        lines += [""] + [f"- **failed**: {f}" for f in s.failed] + ([""] if s.failed else [])
+        lines += [""]
+    if failed:
+        lines += ["## Failed runs", "", "These runs have no numbers; they are not averaged in above.", ""]
+        lines += [f"- **failed**: {f}" for f in failed] + [""]
     if not_transcribed:
         lines += ["## Published results not yet transcribed", ""] + [f"- {_not_transcribed(n)}" for n in not_transcribed]
     return "\n".join(lines).rstrip() + "\n"
@@ -88,9 +91,10 @@ def _tex(text: str) -> str:
     return text.replace("\0", r"\textbackslash{}")
 
 
-def latex(sections: list[Section], suite: str) -> str:
+def latex(sections: list[Section], suite: str, failed=()) -> str:
     """One booktabs table per section, its specs (and reasons for n/a) as footnotes."""
     out = [f"% Leaderboard of the {suite} suite; needs \\usepackage{{booktabs}}.", ""]
+    out += [f"% FAILED (no numbers): {line}" for line in failed] + ([""] if failed else [])
     for s in sections:
         columns = "ll" + "r" * (len(s.metrics) + 1)
         out += [r"\begin{table}[t]", r"\centering", r"\small",
@@ -131,7 +135,8 @@ tr.published td { font-style: italic; color: #555; }
 """
 
 
-def page(sections: list[Section], suite: str, description: str, figures: dict[str, Path], not_transcribed=()) -> str:
+def page(sections: list[Section], suite: str, description: str, figures: dict[str, Path], not_transcribed=(),
+         failed=()) -> str:
     """A standalone page: the tables, then every figure (caption → PNG) embedded as data."""
     e = html.escape
     body = [f"<h1>Leaderboard: {e(suite)} suite</h1>", f"<p>{e(description.strip())}</p>",
@@ -158,8 +163,9 @@ def page(sections: list[Section], suite: str, description: str, figures: dict[st
             rows = "".join("<tr>" + "".join(f'<td class="verdict-{e(c)}">{e(c)}</td>' if i == 6 else f"<td>{e(c)}</td>"
                                             for i, c in enumerate(_verdict_cells(v))) + "</tr>" for v in s.verdicts)
             body.append(f"<h3>Reproduction</h3><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        if s.failed:
-            body.append("<ul>" + "".join(f"<li><strong>failed</strong>: {e(f)}</li>" for f in s.failed) + "</ul>")
+    if failed:
+        body.append("<h2>Failed runs</h2><p>These runs have no numbers; they are not averaged in above.</p><ul>"
+                    + "".join(f"<li><strong>failed</strong>: {e(f)}</li>" for f in failed) + "</ul>")
     if not_transcribed:
         body.append("<h2>Published results not yet transcribed</h2><ul>"
                     + "".join(f"<li>{e(_not_transcribed(n))}</li>" for n in not_transcribed) + "</ul>")

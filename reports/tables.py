@@ -42,7 +42,6 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     published: list[Row] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)   # metric -> why some runs have no value
 
 
@@ -58,6 +57,13 @@ def summarise(summary: pd.DataFrame) -> pd.DataFrame:
 def not_transcribed_for(summary: pd.DataFrame, not_transcribed: list[NotTranscribed]) -> list[NotTranscribed]:
     """The published results not yet transcribed for the methods this suite ran."""
     return [n for n in not_transcribed if n.method in set(summary["method"])]
+
+
+def failed_runs(summary: pd.DataFrame) -> list[str]:
+    """Runs that did not complete, with their status and error: shown as such, never as numbers."""
+    failed = summary[summary["status"] != "completed"].drop_duplicates(["dataset", "method", "variant", "seed"])
+    return [f"{r.dataset}/{r.method}/{r.variant}/seed{r.seed}: {r.status}"
+            + (f" ({r.unavailable})" if isinstance(r.unavailable, str) else "") for r in failed.itertuples(index=False)]
 
 
 def sections(summary: pd.DataFrame, published: list[Published]) -> list[Section]:
@@ -83,10 +89,6 @@ def sections(summary: pd.DataFrame, published: list[Published]) -> list[Section]
                 section.published.append(Row(label, entry.variant, entry.aggregate.replace("-", " "),
                                              {entry.metric: Cell(entry.value, entry.std)}, entry.source))
         section.verdicts = [v for v in verdicts if v.dataset == dataset and v.metric in metrics]
-        failed = summary[(summary["dataset"] == dataset) & (summary["status"] != "completed")]
-        section.failed = [f"{r.method}/{r.variant}/seed{r.seed}: {r.status}"
-                          + (f" ({r.unavailable})" if isinstance(r.unavailable, str) else "")
-                          for r in failed.drop_duplicates(["method", "variant", "seed"]).itertuples(index=False)]
         reasons = missing[(missing["dataset"] == dataset) & missing["metric"].isin(metrics)]
         section.unavailable = dict(reasons.drop_duplicates("metric")[["metric", "unavailable"]].itertuples(index=False))
         result.append(section)

@@ -1,12 +1,16 @@
 """The smoke suite end to end through Snakemake, in a temporary directory."""
 import json
 import re
+import shutil
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import datasets
 import methods
 from evaluation import METRICS
 from bench.config import REPO, expand, load_suite
@@ -14,12 +18,17 @@ from bench.config import REPO, expand, load_suite
 GOLDEN_SMOKE = REPO / "evaluation/golden/smoke.csv"
 CLUSTERING = {"acc_hungarian", "acc_aae", "nmi_arithmetic", "nmi_geometric", "ari"}
 GENERATION = {"fid", "kid", "fd_classifier"}      # the smoke suite's image dataset has labels
+TOPOLOGY = {"gw", "bi_lipschitz_mean", "bi_lipschitz_std"}
 
 
-def expected_metrics(method: str) -> set[str]:
-    """What the evaluate step must score for a method of the smoke suite: its tracks' metrics."""
-    tracks = methods.get(method).tracks
-    return CLUSTERING | (GENERATION if "generation" in tracks else set())
+def expected_metrics(run) -> set[str]:
+    """What the evaluate step must score for a run: the metrics of the method's tracks that the
+    dataset can support (labels for clustering, images for generation, points for topology)."""
+    tracks, dataset = methods.get(run.method).tracks, datasets.get(run.dataset)
+    images = dataset.kind == "images"
+    return ((CLUSTERING if "clustering" in tracks and dataset.n_classes else set())
+            | (GENERATION if "generation" in tracks and images else set())
+            | (TOPOLOGY if "topology" in tracks and not images else set()))
 
 
 def snakemake(workdir, *args, expect_success=True):
@@ -50,8 +59,10 @@ def test_leaderboard_has_a_row_per_dataset_method_variant_and_metric(smoke_run):
     assert set(board[["dataset", "method", "variant"]].itertuples(index=False, name=None)) == expected
     scored = board.dropna(subset=["mean"])
     assert (scored["seeds"] == suite["seeds"]).all()
-    for (dataset, method, variant), rows in board.groupby(["dataset", "method", "variant"]):
-        assert set(rows["metric"]) == expected_metrics(method)
+    for run in expand("smoke"):
+        rows = board[(board["dataset"] == run.dataset) & (board["method"] == run.method)
+                     & (board["variant"] == run.variant)]
+        assert set(rows["metric"]) == expected_metrics(run), run.label()
     assert scored[scored["metric"].isin(CLUSTERING)]["mean"].between(-1, 1).all()
 
     markdown = (smoke_run / "reports/smoke/leaderboard.md").read_text()
@@ -70,7 +81,7 @@ def test_every_run_leaves_its_record(smoke_run):
         assert {"run.json", "outputs.npz", "metrics.json", "train_log.csv", "train.log"} <= {p.name for p in run_dir.iterdir()}
     summary = pd.read_csv(smoke_run / "results/smoke/summary.csv")
     assert (summary["status"] == "completed").all()
-    assert len(summary) == sum(len(expected_metrics(run.method)) for run in expand("smoke"))
+    assert len(summary) == sum(len(expected_metrics(run)) for run in expand("smoke"))
     generation = summary[summary["metric"] == "fid"]
     assert generation["value"].isna().all() and generation["unavailable"].str.contains("at least 2048").all()
 
@@ -111,3 +122,42 @@ def test_snakemake_html_report(smoke_run):
     snakemake(smoke_run, "--report", "report.html")
     report = (smoke_run / "report.html").read_text()
     assert "leaderboard.html" in report and "digits.png" in report
+
+
+def test_two_invocations_on_one_directory_do_not_both_run(tmp_path):
+    run = next(r for r in expand("smoke") if r.method == "gmvae")
+    target = str(run.path("results") / "metrics.json")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--cores", "1", target, "--config", "suite=smoke"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((tmp_path / ".snakemake" / "locks").glob("*")) and first.poll() is None:
+            assert time.monotonic() < deadline, "the first invocation never took its lock"
+            time.sleep(0.05)
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
+    finally:
+        output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output[-3000:]
+    assert json.loads((tmp_path / target).read_text())["status"] == "completed"
+
+
+# Last: this test breaks the smoke run's blobs data on purpose.
+def test_failed_runs_are_recorded_shown_as_failed_and_the_others_finish(smoke_run):
+    x_path = smoke_run / "data/blobs/all.x.npy"
+    x = np.load(x_path)
+    np.save(x_path, np.full_like(x, np.nan))                 # the methods refuse NaN input
+    shutil.rmtree(smoke_run / "results/smoke/blobs")         # the blobs runs train again
+    output = snakemake(smoke_run)
+    blobs_runs = [run for run in expand("smoke") if run.dataset == "blobs"]
+    assert f"WARNING: {len(blobs_runs)} run(s) failed" in output
+    summary = pd.read_csv(smoke_run / "results/smoke/summary.csv")
+    assert set(summary.loc[summary["dataset"] == "blobs", "status"]) == {"failed"}
+    assert set(summary.loc[summary["dataset"] == "digits", "status"]) == {"completed"}
+    markdown = (smoke_run / "reports/smoke/leaderboard.md").read_text()
+    failed_block = markdown.split("## Failed runs")[1]
+    for run in blobs_runs:
+        assert f"blobs/{run.method}/{run.variant}/seed{run.seed_index}: failed (ValueError: Input" in failed_block
+    assert "## blobs" not in markdown                        # no numbers for them
+    assert "REGRESSION: blobs/" in snakemake(smoke_run, "check", expect_success=False)

@@ -74,13 +74,17 @@ def test_failed_run_is_recorded_and_cannot_be_evaluated(data_config, monkeypatch
         raise FloatingPointError("loss became nan at step 3")
     monkeypatch.setattr(KMeansBaseline, "fit", explode)
     run = RunId("smoke", "digits", "kmeans", "raw", 0)
-    with pytest.raises(FloatingPointError):
+    with pytest.raises(runner.RunFailed, match="smoke/digits/kmeans/raw/seed0 failed: FloatingPointError: loss "
+                                               "became nan at step 3 \\(recorded in .*run.json\\)"):
         runner.train(data_config, run, force=True)
-    record = json.loads((run.path(data_config["results_dir"]) / "run.json").read_text())
-    assert record["status"] == "failed" and "loss became nan at step 3" in record["error"]
-    assert not (run.path(data_config["results_dir"]) / "outputs.npz").exists()
-    with pytest.raises(RuntimeError, match="status is 'failed'"):
-        runner.evaluate(data_config, run)
+    run_dir = run.path(data_config["results_dir"])
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and record["error"] == "FloatingPointError: loss became nan at step 3"
+    assert not (run_dir / "outputs.npz").exists()
+    runner.evaluate(data_config, run)
+    result = json.loads((run_dir / "metrics.json").read_text())
+    assert result["status"] == "failed" and result["metrics"] == {} and "nan at step 3" in result["error"]
+    assert runner.failures([run], data_config["results_dir"]) == [f"{run.label()}: {record['error']}"]
 
 
 def test_outputs_must_cover_the_score_split():
@@ -135,12 +139,15 @@ def test_checkpoint_round_trip_and_refusals(tmp_path, capsys):
 def test_runner_keeps_a_checkpoint_only_for_an_unfinished_attempt(data_config):
     run = RunId("smoke", "blobs", "kmeans", "raw", 0)
     run_dir = runner.train(data_config, run, force=True)
-    for status, kept in (("failed", True), ("completed", False)):
+    for status, kept in (("failed", True), ("interrupted", True), (None, True), ("completed", False)):
         (run_dir / "checkpoint.pt").write_bytes(b"state")
         record = json.loads((run_dir / "run.json").read_text())
-        (run_dir / "run.json").write_text(json.dumps({**record, "status": status}))
+        if status is None:                  # Snakemake removed the record of a killed job
+            (run_dir / "run.json").unlink()
+        else:
+            (run_dir / "run.json").write_text(json.dumps({**record, "status": status}))
         runner.train(data_config, run, force=True)
-        assert (run_dir / "checkpoint.pt").exists() == kept
+        assert (run_dir / "checkpoint.pt").exists() == kept, status
         assert json.loads((run_dir / "run.json").read_text())["resumed"] == kept
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
 

@@ -1,7 +1,8 @@
 rule evaluate:
-    """Score one trained run: metric code can change and re-run without retraining."""
+    """Score one trained run (a failed one is recorded as failed): metric code can change and
+    re-run without retraining."""
     input:
-        f"{RUN_DIR}/outputs.npz",
+        f"{RUN_DIR}/run.json",
     output:
         f"{RUN_DIR}/metrics.json",
     shell:
