@@ -29,6 +29,9 @@ BENCH = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "bench"))
 DIRS = " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(CONFIG[key]))}"
                 for key in ("data_dir", "results_dir", "reports_dir", "device"))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+# Training and scoring jobs get OMP_NUM_THREADS={threads} (1 unless a profile says more): torch's
+# default of one thread per core, times one job per core, oversubscribes the machine and runs
+# several times slower than one thread per job.
 
 wildcard_constraints:
     suite="[A-Za-z0-9_.+-]+",

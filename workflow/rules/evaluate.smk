@@ -5,8 +5,9 @@ rule evaluate:
         f"{RUN_DIR}/run.json",
     output:
         f"{RUN_DIR}/metrics.json",
+    threads: 1
     shell:
-        "{BENCH} evaluate --suite {wildcards.suite:q} --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
+        "OMP_NUM_THREADS={threads} {BENCH} evaluate --suite {wildcards.suite:q} --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
         " --variant {wildcards.variant:q} --seed {wildcards.seed:q} {DIRS}"
 
 

@@ -8,6 +8,7 @@ rule train:
         f"{RUN_DIR}/run.json",
     log:
         f"{RUN_DIR}/train.log",
+    threads: 1
     shell:
-        "{BENCH} run --suite {wildcards.suite:q} --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
+        "OMP_NUM_THREADS={threads} {BENCH} run --suite {wildcards.suite:q} --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
         " --variant {wildcards.variant:q} --seed {wildcards.seed:q} --force --record-failure {DIRS} 2> {log:q}"
