@@ -14,6 +14,9 @@ METHODS = {
     "kmeans": "methods.baselines:KMeansBaseline",
     "gmm": "methods.baselines:GMMBaseline",
     "gmvae": "methods.gmvae:GMVAEMethod",
+    "vdae": "methods.vdae:VDAEMethod",
+    "vae": "methods.vae:VAEMethod",
+    "nmm": "methods.nmm:NMMMethod",
 }
 
 

@@ -1,0 +1,113 @@
+"""Diffusion maps, exact and learned (SpectralNet), for the diffusion-map VAE (methods/vdae.py).
+
+Spec: ../shared/specs/vdae.md, stage 1. Written from the spec and the SpectralNet paper
+(Shaham et al., arXiv 1801.01587); not the authors' TensorFlow code.
+
+Affinity (both): a Gaussian kernel over each point's k nearest neighbours (k = 2 in the
+paper; each point itself excluded), with a local scale sigma_i = the distance to its
+`scale_neighbour`-th neighbour (the 2nd):
+
+    W_ij = exp(-|x_i - x_j|^2 / (2 sigma_i^2))   for j among i's k neighbours, else 0
+    W    = (W + W^T) / 2                                                (symmetrised)
+
+Exact diffusion map (`diffusion_map`, dense, for small data): the Markov matrix
+P = D^-1 W (D the degrees) has right eigenvectors v_0 = const (eigenvalue 1), v_1, v_2, ...;
+they are computed from the symmetric D^-1/2 W D^-1/2. The map is x_i -> (lambda_l^t v_l(i)),
+l = 1..d: the top non-trivial eigenvectors scaled by their eigenvalues to the power t.
+
+SpectralNet (`SpectralNet`): an MLP (`hidden` ReLU units, then d tanh units) followed by the
+orthonormalisation layer (`Orthonorm`): over a batch Y (B x d), with G = Y^T Y = L L^T its
+Cholesky factor, the output is Y L^-T sqrt(B), so that output^T output / B = I. In training
+mode every batch sets the factor; in eval mode the last training batch's factor is used, as
+SpectralNet does. Loss (`spectral_loss`): sum_ij W_ij |psi_i - psi_j|^2 / (2B) over the
+batch's affinity. Its minimiser under the constraint spans the smallest eigenvectors of the
+graph Laplacian D - W, which approximate those of P (exactly when the degrees are equal; in
+the limit of many points both converge to the Laplace-Beltrami eigenfunctions).
+
+Deviations and readings:
+- The batch is centred before the Cholesky factor (and the last training batch's mean is kept
+  for eval mode with the factor). Without it the loss's minimiser contains the constant
+  vector, which the diffusion map drops (its eigenvalue is 1 for every point): centring makes
+  the outputs orthogonal to it, so psi spans the top *non-trivial* eigenvectors.
+- "k nearest neighbours" excludes the point itself (a self-loop adds 0 to the loss anyway);
+  a tiny jitter (1e-6 I) is added to G before the Cholesky factor, as SpectralNet does
+  (its epsilon).
+- SpectralNet's output is not scaled by eigenvalue powers (the learned map gives no
+  eigenvalues); its coordinates have unit variance over a batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+CHOLESKY_JITTER = 1e-6
+
+
+def gaussian_affinity(x: torch.Tensor, k: int, scale_neighbour: int) -> torch.Tensor:
+    """The symmetrised k-nearest-neighbour Gaussian affinity W of the rows of x (B x B, dense)."""
+    if not 1 <= scale_neighbour <= k < len(x):
+        raise ValueError(f"affinity needs 1 <= scale_neighbour ({scale_neighbour}) <= k ({k}) < points ({len(x)})")
+    distances = torch.cdist(x, x)
+    nearest, index = distances.topk(k + 1, largest=False)             # column 0: the point itself
+    nearest, index = nearest[:, 1:], index[:, 1:]
+    scale = nearest[:, scale_neighbour - 1:scale_neighbour].clamp_min(1e-12)
+    weights = torch.zeros_like(distances).scatter_(1, index, torch.exp(-nearest ** 2 / (2 * scale ** 2)))
+    return (weights + weights.T) / 2
+
+
+def diffusion_map(x: np.ndarray, d: int, t: float, k: int, scale_neighbour: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact diffusion map of the rows of x: (n x d coordinates lambda^t v, the d eigenvalues)."""
+    weights = gaussian_affinity(torch.from_numpy(np.array(x, dtype=np.float64)), k, scale_neighbour).numpy()
+    degree = weights.sum(1)
+    if (degree == 0).any():
+        raise ValueError("a point has no neighbour with non-zero affinity; the Markov matrix is undefined")
+    root = np.sqrt(degree)
+    values, vectors = np.linalg.eigh(weights / root[:, None] / root[None, :])   # ascending
+    values, vectors = values[::-1][1:d + 1], vectors[:, ::-1][:, 1:d + 1]        # drop the trivial top one
+    right = vectors / root[:, None]                                              # eigenvectors of D^-1 W
+    right /= np.linalg.norm(right, axis=0)
+    return right * values ** t, values
+
+
+def spectral_loss(psi: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_ij W_ij |psi_i - psi_j|^2 / (2B) for a symmetric W, computed as the Laplacian's
+    quadratic form (sum_i D_ii |psi_i|^2 - sum_ij W_ij psi_i . psi_j) / B: one B x B by B x d
+    product, no B x B distance matrix, and a gradient free of scattered sums (which are not
+    deterministic on several CPU threads)."""
+    return ((weights.sum(1) * (psi ** 2).sum(1)).sum() - (psi * (weights @ psi)).sum()) / len(psi)
+
+
+class Orthonorm(nn.Module):
+    """Centres a batch and whitens it by the inverse Cholesky factor of its Gram matrix:
+    output^T output / B = I. Eval mode reuses the last training batch's mean and factor."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("weights", torch.eye(d))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean = y.mean(0)
+            centred = y - mean
+            gram = centred.T @ centred + CHOLESKY_JITTER * torch.eye(y.shape[1], device=y.device, dtype=y.dtype)
+            factor = torch.linalg.cholesky(gram)
+            weights = torch.linalg.solve_triangular(factor, torch.eye(*gram.shape, device=y.device, dtype=y.dtype),
+                                                    upper=False).T * len(y) ** 0.5
+            self.mean.copy_(mean.detach())
+            self.weights.copy_(weights.detach())
+            return centred @ weights
+        return (y - self.mean) @ self.weights
+
+
+class SpectralNet(nn.Module):
+    """x -> MLP (hidden ReLU, d tanh) -> Orthonorm."""
+
+    def __init__(self, in_dim: int, hidden: int, d: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, d), nn.Tanh())
+        self.orthonorm = Orthonorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.orthonorm(self.net(x))
