@@ -17,12 +17,19 @@ from common.files import atomic_path  # noqa: E402
 from reports.tables import Section  # noqa: E402
 
 
-def dataset_figure(summary: pd.DataFrame, dataset_sections: list[Section], path: Path) -> None:
-    dataset = dataset_sections[0].dataset
+def dataset_figure(summary: pd.DataFrame, dataset: str, dataset_sections: list[Section], path: Path) -> None:
     scored = summary[(summary["dataset"] == dataset) & (summary["status"] == "completed")].dropna(subset=["value"])
     scored = scored.assign(run=scored["method"] + " / " + scored["variant"])
     metrics = [m for s in dataset_sections for m in s.metrics if m in set(scored["metric"])]
     runs = sorted(set(scored["run"]))
+    if not metrics:                              # every run of the dataset failed: say so
+        fig, axis = plt.subplots(figsize=(5, 1.5))
+        axis.axis("off")
+        axis.text(0.5, 0.5, f"{dataset}: no completed runs (see Failed runs)", ha="center", va="center")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        return
     stats = scored.groupby(["metric", "run"])["value"].agg(["mean", "std"])
     colours = dict(zip(runs, sns.color_palette("colorblind", len(runs))))
     sns.set_theme(style="whitegrid", font_scale=0.8)

@@ -25,9 +25,9 @@ def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = 
     pending = not_transcribed_for(summary, not_transcribed)
     failed = failed_runs(summary)
     figures = []
-    for dataset in dict.fromkeys(s.dataset for s in parts):
+    for dataset in sorted(set(summary["dataset"])):              # one figure per dataset, even if all failed
         figures.append(out_dir / "figures" / f"{dataset}.png")
-        dataset_figure(summary, [s for s in parts if s.dataset == dataset], figures[-1])
+        dataset_figure(summary, dataset, [s for s in parts if s.dataset == dataset], figures[-1])
     outputs = {
         "leaderboard.md": formats.markdown(parts, suite, description, pending, failed),
         "leaderboard.csv": csv_table(summary),

@@ -12,6 +12,17 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Torch on one thread, as in the pipeline's jobs: with the machine's other core busy, two
+    threads wait on each other (many times slower), and the arithmetic stays the same."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A fresh working directory with data/, results/ and reports/ beneath it."""

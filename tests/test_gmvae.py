@@ -22,15 +22,6 @@ from methods.gmvae import (GMVAE, GMVAEMethod, cluster_log_posterior, entropy, f
 TINY = {"epochs": 3, "checkpoint_every": 1, "hidden": 32, "x_dim": 8, "w_dim": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The machine's other core is often busy: two threads then wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits(prepared_data):
     dataset = datasets.get("digits")

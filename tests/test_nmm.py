@@ -25,15 +25,6 @@ from methods.nmm import NMMMethod, augment, consistency_loss, e_step, em_loss, l
 TINY = {"epochs": 3, "checkpoint_every": 1, "width": 4, "batch_size": 50}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The machine's other core is often busy: two threads then wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits(prepared_data):
     dataset = datasets.get("digits")

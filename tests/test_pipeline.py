@@ -103,7 +103,8 @@ def test_check_passes_and_fails_on_an_injected_regression(smoke_run):
     verdicts = pd.read_csv(smoke_run / "reports/smoke/verdicts.csv")
     assert set(verdicts["verdict"]) == {"OK"} and len(verdicts) == len(pd.read_csv(GOLDEN_SMOKE))
 
-    metrics_path = expand("smoke")[-1].path(smoke_run / "results") / "metrics.json"
+    kmeans = next(run for run in expand("smoke") if (run.dataset, run.method) == ("digits", "kmeans"))
+    metrics_path = kmeans.path(smoke_run / "results") / "metrics.json"
     original = metrics_path.read_text()
     result = json.loads(original)
     result["metrics"]["acc_hungarian"]["value"] -= 0.5
@@ -160,4 +161,5 @@ def test_failed_runs_are_recorded_shown_as_failed_and_the_others_finish(smoke_ru
     for run in blobs_runs:
         assert f"blobs/{run.method}/{run.variant}/seed{run.seed_index}: failed (ValueError: Input" in failed_block
     assert "## blobs" not in markdown                        # no numbers for them
+    assert (smoke_run / "reports/smoke/figures/blobs.png").exists()
     assert "REGRESSION: blobs/" in snakemake(smoke_run, "check", expect_success=False)
