@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Iterable, Iterator, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -125,6 +125,37 @@ class RunContext:
 
 def _short(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@dataclass
+class Training:
+    """A torch model initialised under the run's seed, its Adam optimiser, and the run's torch
+    generator (every training draw), restored from the run's last checkpoint when there is
+    one; `epoch` is the last epoch done. `save(run, epoch)` writes the matching checkpoint."""
+    model: Any
+    optimiser: Any
+    generator: Any
+    epoch: int = 0
+
+    @classmethod
+    def start(cls, run: RunContext, build_model: Callable[[], Any], lr: float) -> Training:
+        import torch
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run.seed)
+            model = build_model().to(run.device)
+        training = cls(model, torch.optim.Adam(model.parameters(), lr=lr),
+                       torch.Generator(device=run.device).manual_seed(run.seed))
+        state = run.load_checkpoint()
+        if state is not None:
+            training.model.load_state_dict(state["model"])
+            training.optimiser.load_state_dict(state["optimiser"])
+            training.generator.set_state(state["generator"])
+            training.epoch = state["epoch"]
+        return training
+
+    def save(self, run: RunContext, epoch: int) -> None:
+        run.save_checkpoint({"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+                             "generator": self.generator.get_state(), "epoch": epoch})
 
 
 class Method:

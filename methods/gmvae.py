@@ -89,7 +89,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from methods.base import Method, RunContext, RunData, flat_features
+from methods.base import Method, RunContext, RunData, Training, flat_features
 
 OBJECTIVES = ("v1", "final")
 ARCHITECTURES = ("conv", "mlp")
@@ -297,18 +297,8 @@ class GMVAEMethod(Method):
         fit_y = tensor(data.fit)
         score_y = fit_y if data.score is data.fit else tensor(data.score)
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(run.seed)
-            model = GMVAE(shape, config, k).to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=config["lr"])
-        generator = torch.Generator(device=device).manual_seed(run.seed)
-        start = 0
-        state = run.load_checkpoint()
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            generator.set_state(state["generator"])
-            start = state["epoch"]
+        training = Training.start(run, lambda: GMVAE(shape, config, k), config["lr"])
+        model, optimiser, generator, start = training.model, training.optimiser, training.generator, training.epoch
 
         epochs, batch = config["epochs"], config["batch_size"]
         steps = len(fit_y) // batch
@@ -330,8 +320,7 @@ class GMVAEMethod(Method):
             run.log(epoch=epoch, **{name: round(float(s) / steps, 4) for name, s in sums.items()},
                     clusters_used=int((counts > 0).sum()), largest_cluster=round(float(counts.max() / counts.sum()), 4))
             if epoch % config["checkpoint_every"] == 0 or epoch == epochs:
-                run.save_checkpoint({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                     "generator": generator.get_state(), "epoch": epoch})
+                training.save(run, epoch)
 
         model.eval()
         probs, embedding = (torch.cat(parts) for parts in zip(*(

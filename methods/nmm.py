@@ -93,7 +93,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from methods.base import Method, RunContext, RunData, flat_features
+from methods.base import Method, RunContext, RunData, Training, flat_features
 
 OBJECTIVES = ("em", "consistency", "em+consistency")
 BACKBONES = ("auto", "conv", "resnet18", "mlp")
@@ -301,18 +301,8 @@ class NMMMethod(Method):
         fit_x = tensor(data.fit)
         score_x = fit_x if data.score is data.fit else tensor(data.score)
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(run.seed)
-            model = NMM(backbone, shape, config["width"], k).to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=config["lr"])
-        generator = torch.Generator(device=device).manual_seed(run.seed)
-        start = 0
-        state = run.load_checkpoint()
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            generator.set_state(state["generator"])
-            start = state["epoch"]
+        training = Training.start(run, lambda: NMM(backbone, shape, config["width"], k), config["lr"])
+        model, optimiser, generator, start = training.model, training.optimiser, training.generator, training.epoch
 
         epochs, batch = config["epochs"], config["batch_size"]
         steps = len(fit_x) // batch
@@ -336,8 +326,7 @@ class NMMMethod(Method):
             run.log(epoch=epoch, **{name: round(float(s) / steps, 4) for name, s in sums.items()},
                     clusters_used=int((counts > 0).sum()), largest_cluster=round(float(counts.max() / counts.sum()), 4))
             if epoch % config["checkpoint_every"] == 0 or epoch == epochs:
-                run.save_checkpoint({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                     "generator": generator.get_state(), "epoch": epoch})
+                training.save(run, epoch)
 
         gamma, embedding = readout(model, score_x, config["density_constraint"])
         return {"assignments": gamma.argmax(1).cpu().numpy().astype(np.int64),

@@ -40,7 +40,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from methods.base import Method, RunContext, RunData, flat_features
+from methods.base import Method, RunContext, RunData, Training, flat_features
 
 READOUT_BATCH = 1000
 
@@ -161,25 +161,12 @@ class VAEMethod(Method):
         check_batch("vae", "batch_size", config["batch_size"], len(data.fit))
         device = run.device
         fit_x, score_x = features(data, device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(run.seed)
-            model = VAE(fit_x.shape[1], config["hidden"], config["d"]).to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=config["lr"])
-        generator = torch.Generator(device=device).manual_seed(run.seed)
-        start = 0
-        state = run.load_checkpoint()
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            generator.set_state(state["generator"])
-            start = state["epoch"]
-
-        def checkpoint(epoch: int) -> None:
-            run.save_checkpoint({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                 "generator": generator.get_state(), "epoch": epoch})
-        train_epochs(run, "vae", lambda index: model.terms(fit_x[index], config["sigma"], generator), optimiser,
-                     generator, len(fit_x), config["batch_size"], range(start + 1, config["epochs"] + 1),
-                     checkpoint, config["checkpoint_every"], ("loss", "recon", "kl"))
+        training = Training.start(run, lambda: VAE(fit_x.shape[1], config["hidden"], config["d"]), config["lr"])
+        model, generator = training.model, training.generator
+        train_epochs(run, "vae", lambda index: model.terms(fit_x[index], config["sigma"], generator),
+                     training.optimiser, generator, len(fit_x), config["batch_size"],
+                     range(training.epoch + 1, config["epochs"] + 1), lambda epoch: training.save(run, epoch),
+                     config["checkpoint_every"], ("loss", "recon", "kl"))
 
         model.eval()
         embedding = in_chunks(model.mean, score_x)
