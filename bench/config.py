@@ -169,7 +169,7 @@ def expand(suite_name: str) -> list[RunId]:
             for dataset in group["datasets"]
             for method, variants in group["methods"].items()
             for variant in variants
-            for seed in range(suite["seeds"])}
+            for seed in range(group.get("seeds", suite["seeds"]))}
     return sorted(runs)
 
 

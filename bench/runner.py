@@ -75,7 +75,7 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
     fit = dataset.load(config["data_dir"], method_cfg["fit_split"])
     score = fit if score_split == fit_split else dataset.load(config["data_dir"], method_cfg["score_split"])
     context = methods.RunContext(dir=run_dir, seed=run.seed, device_setting=config["device"],
-                                 config_hash=record["config_hash"])
+                                 config_hash=record["config_hash"], precision=config["precision"])
     start = time.monotonic()
     try:
         outputs = method.fit(methods.RunData(dataset, fit, score), method_cfg, context)
@@ -98,11 +98,12 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
 
 def check_outputs(outputs: dict, n: int, method: str) -> None:
     """A method's outputs must describe every example of the score split, in its order."""
-    for key in ("assignments", "probs", "embedding"):
+    for key in ("assignments", "assignments_at_mean", "probs", "embedding"):
         if key in outputs and len(outputs[key]) != n:
             raise ValueError(f"method '{method}' returned {len(outputs[key])} rows of '{key}' for {n} examples")
-    if "assignments" in outputs and not np.issubdtype(outputs["assignments"].dtype, np.integer):
-        raise ValueError(f"method '{method}': assignments must be integers, got {outputs['assignments'].dtype}")
+    for key in ("assignments", "assignments_at_mean"):
+        if key in outputs and not np.issubdtype(outputs[key].dtype, np.integer):
+            raise ValueError(f"method '{method}': {key} must be integers, got {outputs[key].dtype}")
     if "probs" in outputs and not np.allclose(outputs["probs"].sum(1), 1.0, atol=1e-3):
         raise ValueError(f"method '{method}': probs rows must sum to 1")
     if "traversals" in outputs and (outputs["traversals"].dtype != np.uint8 or outputs["traversals"].ndim != 5):

@@ -80,8 +80,12 @@ def _has_labels(c: Context) -> bool:
     return c.split.labels is not None
 
 
-def _clustering(protocol: str, output: str, score: Callable) -> Metric:
-    return Metric("clustering", protocol.split("[")[0], (output,), _has_labels,
+def _clustering(protocol: str, output: str, score: Callable, only_if_given: bool = False) -> Metric:
+    """A score of `output` against the labels; with `only_if_given`, it applies only to the
+    methods that give that output (a method-specific read-out), instead of being recorded
+    as unavailable for all the others."""
+    return Metric("clustering", protocol.split("[")[0], (output,),
+                  lambda c: _has_labels(c) and (not only_if_given or output in c.outputs),
                   lambda c: _with_split(protocol, c.split.name),
                   lambda c: score(np.asarray(c.split.labels), c.outputs[output]))
 
@@ -187,6 +191,11 @@ METRICS = {
     "nmi_geometric": _clustering("nmi[average=geometric]", "assignments",
                                  lambda y, pred: clustering.nmi(y, pred, "geometric")),
     "ari": _clustering("ari", "assignments", clustering.ari),
+    # ClusterDDPM's labels at z = mu, beside the paper's read-out at a sampled z
+    "acc_hungarian_at_mean": _clustering("acc[hungarian,readout=latent-mean]", "assignments_at_mean",
+                                         clustering.hungarian_accuracy, only_if_given=True),
+    "nmi_arithmetic_at_mean": _clustering("nmi[average=arithmetic,readout=latent-mean]", "assignments_at_mean",
+                                          lambda y, pred: clustering.nmi(y, pred, "arithmetic"), only_if_given=True),
     **{name: _disentanglement(name) for name in ("beta_vae", "factor_vae", "mig", "dci_disentanglement",
                                                  "dci_completeness", "dci_informativeness", "sap", "modularity")},
     "fid": _fid_kid("fid"),

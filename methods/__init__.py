@@ -17,6 +17,7 @@ METHODS = {
     "vdae": "methods.vdae:VDAEMethod",
     "vae": "methods.vae:VAEMethod",
     "nmm": "methods.nmm:NMMMethod",
+    "clusterddpm": "methods.clusterddpm:ClusterDDPMMethod",
 }
 
 

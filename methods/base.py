@@ -52,6 +52,7 @@ class RunContext:
     seed: int
     device_setting: str = "auto"
     config_hash: str = ""
+    precision: str = "fp32"          # bf16: mixed precision where a method supports it, on CUDA only
     resolved_device: str | None = field(default=None, init=False)
     _log_start: float = field(default_factory=time.monotonic, init=False)
 
@@ -67,6 +68,13 @@ class RunContext:
                 raise RuntimeError(f"config asks for device '{wanted}' but CUDA is not available; use device: auto or cpu")
             self.resolved_device = wanted
         return self.resolved_device
+
+    def autocast(self):
+        """bf16 autocast for a forward pass when the config asks for bf16 and the run is on
+        CUDA; a no-op otherwise (CPU runs stay fp32, so CPU numbers do not depend on it)."""
+        import torch
+        enabled = self.precision == "bf16" and self.device.startswith("cuda")
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=enabled)
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """An independent NumPy generator for one purpose of the run (stream 0, 1, ...)."""
@@ -131,11 +139,13 @@ def _short(value) -> str:
 class Training:
     """A torch model initialised under the run's seed, its Adam optimiser, and the run's torch
     generator (every training draw), restored from the run's last checkpoint when there is
-    one; `epoch` is the last epoch done. `save(run, epoch)` writes the matching checkpoint."""
+    one; `epoch` is the last epoch done and `extra` the method's own state saved with it
+    (tensors and plain containers). `save(run, epoch, extra)` writes the matching checkpoint."""
     model: Any
     optimiser: Any
     generator: Any
     epoch: int = 0
+    extra: dict = field(default_factory=dict)
 
     @classmethod
     def start(cls, run: RunContext, build_model: Callable[[], Any], lr: float) -> Training:
@@ -151,11 +161,12 @@ class Training:
             training.optimiser.load_state_dict(state["optimiser"])
             training.generator.set_state(state["generator"])
             training.epoch = state["epoch"]
+            training.extra = state.get("extra", {})
         return training
 
-    def save(self, run: RunContext, epoch: int) -> None:
+    def save(self, run: RunContext, epoch: int, extra: dict | None = None) -> None:
         run.save_checkpoint({"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
-                             "generator": self.generator.get_state(), "epoch": epoch})
+                             "generator": self.generator.get_state(), "epoch": epoch, "extra": extra or {}})
 
 
 class Method:

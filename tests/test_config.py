@@ -57,8 +57,8 @@ def test_unknown_suite_key_lists_valid_keys(methods_spec):
 
 
 def test_unknown_key_in_a_run_group(methods_spec):
-    bad = suite(runs=[{"datasets": ["digits"], "methods": {"kmeans": ["raw"]}, "seeds": 2}])
-    with pytest.raises(cfg.ConfigError, match=r"unknown key 'seeds' in runs\.0; valid keys: datasets, methods"):
+    bad = suite(runs=[{"datasets": ["digits"], "methods": {"kmeans": ["raw"]}, "seed": 2}])
+    with pytest.raises(cfg.ConfigError, match=r"unknown key 'seed' in runs\.0; valid keys: seeds, datasets, methods"):
         cfg.check_suite(bad, "test", methods_spec)
 
 
@@ -106,8 +106,18 @@ def test_method_config_merges_common_defaults_and_variant(methods_spec):
 def test_expansion_is_the_cross_product_without_duplicates(methods_spec):
     runs = cfg.expand("quick")
     quick = cfg.load_suite("quick")
-    expected = sum(len(g["datasets"]) * sum(len(v) for v in g["methods"].values()) for g in quick["runs"])
-    assert len(runs) == len(set(runs)) == expected * quick["seeds"]
+    expected = sum(len(g["datasets"]) * sum(len(v) for v in g["methods"].values()) * g.get("seeds", quick["seeds"])
+                   for g in quick["runs"])
+    assert len(runs) == len(set(runs)) == expected
+
+
+def test_a_group_may_run_fewer_seeds(monkeypatch):
+    suite = cfg.check_suite({"description": "x", "seeds": 3, "runs": [
+        {"datasets": ["digits"], "methods": {"kmeans": ["raw"]}},
+        {"datasets": ["digits"], "methods": {"gmm": ["raw"]}, "seeds": 1}]}, "two.yaml")
+    monkeypatch.setattr(cfg, "load_suite", lambda name: suite)
+    runs = cfg.expand("two")
+    assert [(r.method, r.seed_index) for r in runs] == [("gmm", 0), ("kmeans", 0), ("kmeans", 1), ("kmeans", 2)]
 
 
 def test_seed_is_stable_across_processes_and_distinct_across_runs():

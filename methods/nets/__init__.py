@@ -1,0 +1,1 @@
+"""Networks and diffusion pieces shared by several methods."""

@@ -1,0 +1,194 @@
+"""ClusterDDPM (methods/clusterddpm.py): the VaDE KL against Monte Carlo, the two MSE
+reductions, the warm-started mixture, the EM loop on digits, samples, determinism, resuming,
+and its place in the registry and the config."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+import datasets
+import methods
+from bench.config import method_config
+from bench.runner import check_outputs
+from datasets.base import Split
+from evaluation.clustering import hungarian_accuracy
+from methods.base import RunContext, RunData
+from methods.clusterddpm import (ClusterDDPM, ClusterDDPMMethod, batch_loss, fit_mixture, mixture_log_joint,
+                                 mixture_state, restore_mixture, vade_kl)
+from methods.nets.diffusion import NoiseSchedule
+
+TINY = {"n_feat": 8, "z_dim": 4, "steps": 20, "pretrain_epochs": 1, "em_epochs": 2, "batch_size": 50,
+        "samples_per_cluster": 2, "sample_batch": 7}
+
+
+@pytest.fixture(scope="module")
+def digits(prepared_data):
+    dataset = datasets.get("digits")
+    return dataset, dataset.load(prepared_data)
+
+
+def digits_slice(digits, n):
+    dataset, split = digits
+    part = Split("all", np.asarray(split.x[:n]), np.asarray(split.labels[:n]))
+    return RunData(dataset, part, part)
+
+
+def fit(data, config, run_dir, seed=0, context=RunContext):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return ClusterDDPMMethod().fit(data, config, context(run_dir, seed, "cpu"))
+
+
+def log(run_dir):
+    with open(run_dir / "train_log.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def random_mixture(k, d, g):
+    weights = torch.rand(k, generator=g) + 0.2
+    return {"weights": weights / weights.sum(), "means": torch.randn(k, d, generator=g),
+            "variances": torch.rand(k, d, generator=g) + 0.3}
+
+
+# The objective's pieces ---------------------------------------------------------------------
+
+def test_vade_kl_matches_a_monte_carlo_estimate():
+    """KL(q(z)q(c|x) || p(z|c)p(c)) with q(c|x) = gamma fixed: E_q[log q(z) - sum_c gamma_c log p(z|c)]
+    + sum_c gamma_c log(gamma_c / pi_c), by sampling z ~ q."""
+    g = torch.Generator().manual_seed(0)
+    k, d = 4, 3
+    mixture = random_mixture(k, d, g)
+    mu, logvar = torch.randn(2, d, generator=g), torch.randn(2, d, generator=g) * 0.5
+    z_gamma = torch.randn(2, d, generator=g)               # the draw that sets the responsibilities
+    analytic = vade_kl(mu, logvar, z_gamma, mixture)
+
+    gamma = mixture_log_joint(z_gamma, mixture).softmax(-1)
+    q = torch.distributions.Independent(torch.distributions.Normal(mu, (0.5 * logvar).exp()), 1)
+    z = mu + (0.5 * logvar).exp() * torch.randn((400_000, 2, d), generator=g)   # (S, 2, d) draws from q
+    components = torch.distributions.Independent(
+        torch.distributions.Normal(mixture["means"], mixture["variances"].sqrt()), 1)
+    log_p = components.log_prob(z[:, :, None, :])            # (S, 2, k)
+    monte_carlo = (q.log_prob(z) - (gamma * log_p).sum(-1)).mean(0) + (gamma * (gamma / mixture["weights"]).log()).sum(-1)
+    torch.testing.assert_close(analytic, monte_carlo, atol=0.02, rtol=0.0)
+    assert (analytic > 0).all()
+
+
+def test_vade_kl_gradient_reaches_the_responsibility_draw():
+    g = torch.Generator().manual_seed(1)
+    mixture = random_mixture(3, 2, g)
+    z = torch.randn(5, 2, generator=g, requires_grad=True)
+    vade_kl(torch.randn(5, 2, generator=g), torch.zeros(5, 2), z, mixture).sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_pretraining_averages_and_the_m_step_sums_the_noise_error_over_pixels(digits):
+    data = digits_slice(digits, 16)
+    x0 = torch.from_numpy(np.asarray(data.fit.x, dtype=np.float32) / 255)
+    config = {**method_config("clusterddpm", "smoke"), **TINY}
+    torch.manual_seed(0)
+    model = ClusterDDPM(1, 28, config)
+    schedule = NoiseSchedule.linear(config["steps"], config["beta_start"], config["beta_end"])
+    mixture = random_mixture(10, config["z_dim"], torch.Generator().manual_seed(2))
+    pre_loss, pre_mse, pre_kl = batch_loss(model, x0, None, schedule, torch.Generator().manual_seed(3), config)
+    em_loss, em_mse, em_kl = batch_loss(model, x0, mixture, schedule, torch.Generator().manual_seed(3), config)
+    assert pre_kl == 0 and pre_loss == pre_mse
+    torch.testing.assert_close(em_mse, pre_mse * 28 * 28)   # the same draws: only the reduction differs
+    torch.testing.assert_close(em_loss, em_mse + config["kl_weight"] * em_kl)
+    assert em_kl > 0
+
+
+def test_mixture_warm_start_and_restore():
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(-3, 0.5, (200, 2)), rng.normal(3, 0.5, (200, 2))])
+    config = {"gmm_max_iter": 100, "gmm_reg_covar": 1e-6}
+    first = fit_mixture(z, 2, seed=0, config=config)
+    assert fit_mixture(z, 2, seed=0, config=config).means_.tolist() == first.means_.tolist()
+    warm = fit_mixture(z + 0.1, 2, seed=123, config=config, previous=mixture_state(first))
+    # warm-started: the components keep their identity (no label switching) whatever the seed
+    np.testing.assert_allclose(warm.means_, first.means_ + 0.1, atol=0.05)
+    restored = restore_mixture(mixture_state(warm))
+    np.testing.assert_array_equal(restored.predict(z), warm.predict(z))
+    np.testing.assert_allclose(restored.predict_proba(z), warm.predict_proba(z))
+
+
+# Training -------------------------------------------------------------------------------
+
+def test_em_loop_alternates_between_the_two_steps(digits, tmp_path):
+    config = {**method_config("clusterddpm", "smoke"), **TINY, "steps": 50, "pretrain_epochs": 2, "em_epochs": 3}
+    fit(digits_slice(digits, 500), config, tmp_path)
+    rows = log(tmp_path)
+    assert [row["stage"] for row in rows] == ["pretrain", "pretrain", "em", "em", "em"]
+    assert [row["labels_changed"] for row in rows[:2]] == ["", ""]             # fresh fits: no identity to compare
+    assert all(int(row["labels_changed"]) > 0 for row in rows[2:])             # every warm-started E-step moved labels
+    assert float(rows[2]["mse"]) > 50 * float(rows[1]["mse"])                  # summed over 784 pixels from the M-step on
+    assert float(rows[2]["kl"]) > 0 == float(rows[1]["kl"])
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "At CPU scale the faithful EM loop collapses: on 300-500 digits, after 2-25 pre-training epochs (at most 375 "
+    "steps; the paper pre-trains ~5,500), the warm-started mixture gives one cluster >90% of the images within 2-5 "
+    "EM epochs (ACC 0.106-0.126 vs 0.106 for one cluster), with kl_weight 0.1, 0.01 or 0.001 alike. Whether the "
+    "paper's regime avoids it needs the paper variant on a GPU."))
+def test_clusters_digits_above_chance_after_a_short_run(digits, tmp_path):
+    data = digits_slice(digits, 500)
+    config = {**method_config("clusterddpm", "smoke"), **TINY, "steps": 50, "pretrain_epochs": 2, "em_epochs": 3}
+    outputs = fit(data, config, tmp_path)
+    labels = data.score.labels
+    majority = np.bincount(labels).max() / len(labels)                          # one cluster for everything
+    assert hungarian_accuracy(labels, outputs["assignments"]) > 2 * majority
+
+
+def test_same_seed_same_numbers_and_valid_outputs(digits, tmp_path):
+    data, config = digits_slice(digits, 150), {**method_config("clusterddpm", "smoke"), **TINY}
+    first, second = fit(data, config, tmp_path / "a"), fit(data, config, tmp_path / "b")
+    assert log(tmp_path / "a") == log(tmp_path / "b")
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    check_outputs(first, 150, "clusterddpm")
+    assert first["samples"].shape == (10 * 2, 1, 28, 28) and first["samples"].dtype == np.uint8
+    assert first["sample_clusters"].tolist() == np.repeat(np.arange(10), 2).tolist()
+    assert first["samples"].std() > 0                                           # not a blank canvas
+    assert first["embedding"].shape == (150, 4) and first["probs"].shape == (150, 10)
+    other = fit(data, config, tmp_path / "c", seed=1)
+    assert not np.array_equal(other["embedding"], first["embedding"])
+
+
+def test_an_interrupted_run_resumes_to_the_same_outputs(digits, tmp_path):
+    data, config = digits_slice(digits, 150), {**method_config("clusterddpm", "smoke"), **TINY}
+
+    class Killed(RuntimeError):
+        pass
+
+    class KilledAfterTheFirstEMEpoch(RunContext):
+        def save_checkpoint(self, state):
+            super().save_checkpoint(state)
+            if state["epoch"] == 2:
+                raise Killed
+    with pytest.raises(Killed):
+        fit(data, config, tmp_path / "resumed", context=KilledAfterTheFirstEMEpoch)
+    assert [row["epoch"] for row in log(tmp_path / "resumed")] == ["1", "2"]
+    resumed, uninterrupted = fit(data, config, tmp_path / "resumed"), fit(data, config, tmp_path / "straight")
+    assert log(tmp_path / "resumed") == log(tmp_path / "straight")
+    for key in uninterrupted:
+        np.testing.assert_array_equal(resumed[key], uninterrupted[key])
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("n_feat", 12, "multiple of 8"),
+    ("pretrain_epochs", 0, "pretrain_epochs must be at least 1"),
+    ("beta_end", 0.00001, "beta_start < beta_end"),
+    ("batch_size", 1000, "larger than the 100 training images"),
+])
+def test_bad_settings_are_refused_before_training(digits, tmp_path, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        fit(digits_slice(digits, 100), {**method_config("clusterddpm", "smoke"), key: value}, tmp_path)
+    assert not (tmp_path / "train_log.csv").exists()
+
+
+def test_registry_config_and_paper_settings():
+    assert isinstance(methods.get("clusterddpm"), ClusterDDPMMethod)
+    paper = method_config("clusterddpm", "paper")
+    assert (paper["steps"], paper["pretrain_epochs"], paper["em_epochs"], paper["batch_size"], paper["lr"],
+            paper["z_dim"], paper["kl_weight"], paper["fit_split"]) == (400, 10, 570, 128, 1e-4, 32, 0.1, "all")
+    model = ClusterDDPM(1, 28, paper)
+    assert 1.9e6 < sum(p.numel() for p in model.parameters()) < 2.1e6   # "about 2.0 M parameters in all"
