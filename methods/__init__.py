@@ -17,6 +17,7 @@ METHODS = {
     "vdae": "methods.vdae:VDAEMethod",
     "vae": "methods.vae:VAEMethod",
     "nmm": "methods.nmm:NMMMethod",
+    "beta_vae": "methods.beta_vae:BetaVAEMethod",
     "clusterddpm": "methods.clusterddpm:ClusterDDPMMethod",
 }
 

@@ -41,6 +41,6 @@ def prepared_data(tmp_path_factory):
     """The offline datasets, prepared once per test session."""
     import datasets
     data_dir = tmp_path_factory.mktemp("data")
-    for name in ("digits", "blobs"):
+    for name in ("digits", "blobs", "sprites"):
         datasets.get(name).prepare(data_dir)
     return data_dir
