@@ -19,6 +19,7 @@ METHODS = {
     "nmm": "methods.nmm:NMMMethod",
     "beta_vae": "methods.beta_vae:BetaVAEMethod",
     "clusterddpm": "methods.clusterddpm:ClusterDDPMMethod",
+    "encdiff": "methods.encdiff:EncDiffMethod",
 }
 
 

@@ -148,12 +148,13 @@ class Training:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def start(cls, run: RunContext, build_model: Callable[[], Any], lr: float) -> Training:
+    def start(cls, run: RunContext, build_model: Callable[[], Any], lr: float, optimiser: Any = None) -> Training:
+        """`optimiser`: the torch.optim class (Adam when None)."""
         import torch
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run.seed)
             model = build_model().to(run.device)
-        training = cls(model, torch.optim.Adam(model.parameters(), lr=lr),
+        training = cls(model, (optimiser or torch.optim.Adam)(model.parameters(), lr=lr),
                        torch.Generator(device=run.device).manual_seed(run.seed))
         state = run.load_checkpoint()
         if state is not None:

@@ -1,0 +1,137 @@
+"""EncDiff + Skip Dropout + DyGA (methods/encdiff.py): a short run on sprites through every
+code path (anchoring from the third epoch, mixtures in the checkpoint), determinism,
+resuming, the per-unit PCA representation, the cached VQ first stage, bad settings, and its
+place in the registry and the config."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+import datasets
+import methods
+from bench.config import method_config
+from bench.runner import check_outputs
+from datasets.base import Dataset, Split
+from methods.base import RunContext, RunData
+from methods.encdiff import EncDiffMethod, first_stage, unit_components
+
+
+@pytest.fixture(scope="module")
+def sprites(prepared_data):
+    dataset = datasets.get("sprites")
+    split = dataset.load(prepared_data)
+    pick = np.random.default_rng(0).choice(len(split.x), 600, replace=False)
+    part = Split("all", np.asarray(split.x)[pick], None, np.asarray(split.factors)[pick])
+    return RunData(dataset, part, part)
+
+
+def fit(data, config, run_dir, seed=0, context=RunContext):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return EncDiffMethod().fit(data, config, context(run_dir, seed, "cpu"))
+
+
+def log(run_dir):
+    with open(run_dir / "train_log.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def test_a_short_run_anchors_from_the_third_epoch_and_gives_every_output(sprites, tmp_path):
+    config = method_config("encdiff", "smoke")
+    outputs = fit(sprites, config, tmp_path / "run" / "v" / "seed0")
+    rows = log(tmp_path / "run" / "v" / "seed0")
+    assert [row["components"] for row in rows][0] == ""                          # no mixtures during epoch 1
+    assert all(int(float(row["components"])) >= 1 for row in rows[1:])           # fitted after epochs 2 and 3
+    assert float(rows[0]["anchoring_lambda"]) == float(rows[1]["anchoring_lambda"]) == 0
+    check_outputs(outputs, 600, "encdiff")
+    assert outputs["embedding"].shape == (600, config["units"])
+    assert outputs["samples"].shape == (config["n_samples"], 1, 32, 32) and outputs["samples"].dtype == np.uint8
+    assert outputs["traversals"].shape == (config["units"], config["interchange_pairs"], 1, 32, 32)
+    state = torch.load(tmp_path / "run" / "v" / "seed0" / "checkpoint.pt", weights_only=True)
+    assert state["extra"]["anchors"]["means"].shape[0] == config["units"]         # the mixtures travel with it
+
+
+def test_same_seed_same_numbers_and_resume(sprites, tmp_path):
+    config = method_config("encdiff", "smoke")
+
+    class Killed(RuntimeError):
+        pass
+
+    class KilledAfterTwoEpochs(RunContext):
+        def save_checkpoint(self, state):
+            super().save_checkpoint(state)
+            if state["epoch"] == 2:
+                raise Killed
+    with pytest.raises(Killed):
+        fit(sprites, config, tmp_path / "resumed", context=KilledAfterTwoEpochs)
+    resumed = fit(sprites, config, tmp_path / "resumed")
+    first, second = fit(sprites, config, tmp_path / "a"), fit(sprites, config, tmp_path / "b")
+    assert log(tmp_path / "a") == log(tmp_path / "b") == log(tmp_path / "resumed")
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+        np.testing.assert_array_equal(first[key], resumed[key])
+    other = fit(sprites, config, tmp_path / "c", seed=1)
+    assert not np.array_equal(other["embedding"], first["embedding"])
+
+
+def test_unit_components_are_each_units_first_principal_component():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randn(200, 3, 5, generator=g) * torch.tensor([3.0, 1.0, 0.5, 0.2, 0.1])
+    codes = unit_components(tokens).numpy()
+    for unit in range(3):
+        reference = PCA(1).fit_transform(tokens[:, unit].double().numpy())[:, 0]
+        np.testing.assert_allclose(np.abs(codes[:, unit]), np.abs(reference), atol=1e-8)
+        assert abs(np.corrcoef(codes[:, unit], reference)[0, 1]) > 0.999999
+
+
+class TinyRGB(Dataset):
+    name = "tiny_rgb"
+    kind = "images"
+
+
+def test_the_vq_first_stage_is_trained_once_and_shared(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (64, 3, 16, 16), dtype=np.uint8)
+    data = RunData(TinyRGB(), Split("all", images), Split("all", images))
+    config = method_config("encdiff", "smoke")
+    run_a = RunContext(tmp_path / "tiny_rgb" / "encdiff" / "a" / "seed0", 0, "cpu")
+    run_b = RunContext(tmp_path / "tiny_rgb" / "encdiff" / "b" / "seed1", 1, "cpu")
+    run_a.dir.mkdir(parents=True)
+    run_b.dir.mkdir(parents=True)
+    trained = first_stage(data, config, run_a)
+    cached = list((tmp_path / "tiny_rgb" / "encdiff" / "first_stage").glob("vq-*/autoencoder.pt"))
+    assert len(cached) == 1
+    loaded = first_stage(data, config, run_b)                   # another variant and seed: the same stage
+    x = torch.from_numpy(images[:4]).float() / 127.5 - 1
+    torch.testing.assert_close(loaded.encode(x), trained.encode(x))
+    assert loaded.decode(loaded.encode(x)).shape == (4, 3, 16, 16)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("space", "latent", "unknown space 'latent'; valid: vq, pixels"),
+    ("skip_dropout", 1.0, "skip_dropout and dropout must lie in"),
+    ("fold", 0, "fold must be at least 1"),
+    ("channel_mult", [1, 2, 2, 2, 2, 2], "not divisible by the UNet's 32"),
+    ("batch_size", 1000, "larger than the 600 training images"),
+])
+def test_bad_settings_are_refused_before_training(sprites, tmp_path, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        fit(sprites, {**method_config("encdiff", "smoke"), key: value}, tmp_path)
+    assert not (tmp_path / "train_log.csv").exists()
+
+
+def test_the_vq_space_needs_rgb(sprites, tmp_path):
+    with pytest.raises(ValueError, match="needs RGB images; dataset 'sprites' has 1 channel"):
+        fit(sprites, {**method_config("encdiff", "smoke"), "space": "vq"}, tmp_path)
+
+
+def test_registry_and_the_paper_variants():
+    assert isinstance(methods.get("encdiff"), EncDiffMethod)
+    switches = {variant: (method_config("encdiff", variant)["skip_dropout"], method_config("encdiff", variant)["dyga"])
+                for variant in ("encdiff", "encdiff+sd", "encdiff+dyga", "encdiff+sd+dyga")}
+    assert switches == {"encdiff": (0.0, False), "encdiff+sd": (0.2, False), "encdiff+dyga": (0.0, True),
+                        "encdiff+sd+dyga": (0.2, True)}
+    paper = method_config("encdiff", "encdiff+sd+dyga")
+    assert (paper["space"], paper["units"], paper["token_dim"], paper["steps"], paper["schedule"], paper["beta_start"],
+            paper["beta_end"], paper["lr"], paper["batch_size"]) == ("vq", 20, 32, 1000, "sqrt_linear", 0.0015, 0.0155,
+                                                                      1e-4, 512)
