@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from methods.nets.attention_unet import Attention, AttentionUNet, SkipDropout, timestep_embedding
 

@@ -1,7 +1,6 @@
 """β-VAE / β-TCVAE (methods/beta_vae.py): the TC estimator against a direct computation, the
 networks at 32x32 and 64x64, factor information in the latent means on a slice of sprites,
 traversals and samples, determinism, resuming, refused settings, registry and config."""
-import csv
 import math
 
 import numpy as np
@@ -16,6 +15,7 @@ from bench.runner import check_outputs
 from datasets.base import Split
 from methods.base import RunContext, RunData
 from methods.beta_vae import BetaVAE, BetaVAEMethod, gaussian_log_density, total_correlation
+from method_runs import Killed, killed_after, log_rows
 
 TINY = {"steps": 32, "batch_size": 32, "checkpoint_every": 1, "n_samples": 12, "traversal_steps": 5}
 
@@ -36,11 +36,6 @@ def sprites_slice(sprites, n, seed=0):
 def fit(data, config, run_dir, seed=0, context=RunContext):
     run_dir.mkdir(parents=True, exist_ok=True)
     return methods.get("beta_vae").fit(data, config, context(run_dir, seed, "cpu"))
-
-
-def log_rows(run_dir):
-    with open(run_dir / "train_log.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
 # The objective and the networks ----------------------------------------------------------------
@@ -146,16 +141,8 @@ def test_same_seed_same_numbers_another_seed_others(sprites, tmp_path):
 def test_an_interrupted_run_resumes_to_the_same_outputs(sprites, tmp_path):
     data, config = sprites_slice(sprites, 256), {**method_config("beta_vae", "smoke"), **TINY}
 
-    class Killed(RuntimeError):
-        pass
-
-    class KilledAfterTwoEpochs(RunContext):
-        def save_checkpoint(self, state):
-            super().save_checkpoint(state)
-            if state["epoch"] == 2:
-                raise Killed
     with pytest.raises(Killed):
-        fit(data, config, tmp_path / "resumed", context=KilledAfterTwoEpochs)
+        fit(data, config, tmp_path / "resumed", context=killed_after(2))
     assert [row["epoch"] for row in log_rows(tmp_path / "resumed")] == ["1", "2"]
     resumed, straight = fit(data, config, tmp_path / "resumed"), fit(data, config, tmp_path / "straight")
     assert [row["epoch"] for row in log_rows(tmp_path / "straight")] == ["1", "2", "3", "4"]   # 32 steps of 8

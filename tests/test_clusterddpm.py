@@ -1,8 +1,6 @@
 """ClusterDDPM (methods/clusterddpm.py): the VaDE KL against Monte Carlo, the two MSE
 reductions, the warm-started mixture, the EM loop on digits, samples, determinism, resuming,
 and its place in the registry and the config."""
-import csv
-
 import numpy as np
 import pytest
 import torch
@@ -11,12 +9,13 @@ import datasets
 import methods
 from bench.config import method_config
 from bench.runner import check_outputs
-from datasets.base import Split
 from evaluation.clustering import hungarian_accuracy
-from methods.base import RunContext, RunData
+from methods.base import RunContext
 from methods.clusterddpm import (ClusterDDPM, ClusterDDPMMethod, batch_loss, fit_mixture, mixture_log_joint,
                                  mixture_state, restore_mixture, vade_kl)
 from methods.nets.diffusion import NoiseSchedule
+from method_runs import Killed, data_slice, killed_after, log_rows
+from method_runs import fit as fit_method
 
 TINY = {"n_feat": 8, "z_dim": 4, "steps": 20, "pretrain_epochs": 1, "em_epochs": 2, "batch_size": 50,
         "samples_per_cluster": 2, "sample_batch": 7}
@@ -29,19 +28,11 @@ def digits(prepared_data):
 
 
 def digits_slice(digits, n):
-    dataset, split = digits
-    part = Split("all", np.asarray(split.x[:n]), np.asarray(split.labels[:n]))
-    return RunData(dataset, part, part)
+    return data_slice(*digits, n)
 
 
 def fit(data, config, run_dir, seed=0, context=RunContext):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return ClusterDDPMMethod().fit(data, config, context(run_dir, seed, "cpu"))
-
-
-def log(run_dir):
-    with open(run_dir / "train_log.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+    return fit_method("clusterddpm", data, config, run_dir, seed, context)
 
 
 def random_mixture(k, d, g):
@@ -116,7 +107,7 @@ def test_mixture_warm_start_and_restore():
 def test_em_loop_alternates_between_the_two_steps(digits, tmp_path):
     config = {**method_config("clusterddpm", "smoke"), **TINY, "steps": 50, "pretrain_epochs": 2, "em_epochs": 3}
     fit(digits_slice(digits, 500), config, tmp_path)
-    rows = log(tmp_path)
+    rows = log_rows(tmp_path)
     assert [row["stage"] for row in rows] == ["pretrain", "pretrain", "em", "em", "em"]
     assert [row["labels_changed"] for row in rows[:2]] == ["", ""]             # fresh fits: no identity to compare
     assert all(int(row["labels_changed"]) > 0 for row in rows[2:])             # every warm-started E-step moved labels
@@ -141,7 +132,7 @@ def test_clusters_digits_above_chance_after_a_short_run(digits, tmp_path):
 def test_same_seed_same_numbers_and_valid_outputs(digits, tmp_path):
     data, config = digits_slice(digits, 150), {**method_config("clusterddpm", "smoke"), **TINY}
     first, second = fit(data, config, tmp_path / "a"), fit(data, config, tmp_path / "b")
-    assert log(tmp_path / "a") == log(tmp_path / "b")
+    assert log_rows(tmp_path / "a") == log_rows(tmp_path / "b")
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
     check_outputs(first, 150, "clusterddpm")
@@ -156,19 +147,11 @@ def test_same_seed_same_numbers_and_valid_outputs(digits, tmp_path):
 def test_an_interrupted_run_resumes_to_the_same_outputs(digits, tmp_path):
     data, config = digits_slice(digits, 150), {**method_config("clusterddpm", "smoke"), **TINY}
 
-    class Killed(RuntimeError):
-        pass
-
-    class KilledAfterTheFirstEMEpoch(RunContext):
-        def save_checkpoint(self, state):
-            super().save_checkpoint(state)
-            if state["epoch"] == 2:
-                raise Killed
     with pytest.raises(Killed):
-        fit(data, config, tmp_path / "resumed", context=KilledAfterTheFirstEMEpoch)
-    assert [row["epoch"] for row in log(tmp_path / "resumed")] == ["1", "2"]
+        fit(data, config, tmp_path / "resumed", context=killed_after(2))            # after the first EM epoch
+    assert [row["epoch"] for row in log_rows(tmp_path / "resumed")] == ["1", "2"]
     resumed, uninterrupted = fit(data, config, tmp_path / "resumed"), fit(data, config, tmp_path / "straight")
-    assert log(tmp_path / "resumed") == log(tmp_path / "straight")
+    assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "straight")
     for key in uninterrupted:
         np.testing.assert_array_equal(resumed[key], uninterrupted[key])
 

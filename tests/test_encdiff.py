@@ -2,8 +2,6 @@
 code path (anchoring from the third epoch, mixtures in the checkpoint), determinism,
 resuming, the per-unit PCA representation, the cached VQ first stage, bad settings, and its
 place in the registry and the config."""
-import csv
-
 import numpy as np
 import pytest
 import torch
@@ -16,31 +14,24 @@ from bench.runner import check_outputs
 from datasets.base import Dataset, Split
 from methods.base import RunContext, RunData
 from methods.encdiff import EncDiffMethod, first_stage, unit_components
+from method_runs import Killed, data_slice, killed_after, log_rows
+from method_runs import fit as fit_method
 
 
 @pytest.fixture(scope="module")
 def sprites(prepared_data):
     dataset = datasets.get("sprites")
-    split = dataset.load(prepared_data)
-    pick = np.random.default_rng(0).choice(len(split.x), 600, replace=False)
-    part = Split("all", np.asarray(split.x)[pick], None, np.asarray(split.factors)[pick])
-    return RunData(dataset, part, part)
+    return data_slice(dataset, dataset.load(prepared_data), 600, seed=0)
 
 
 def fit(data, config, run_dir, seed=0, context=RunContext):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return EncDiffMethod().fit(data, config, context(run_dir, seed, "cpu"))
-
-
-def log(run_dir):
-    with open(run_dir / "train_log.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+    return fit_method("encdiff", data, config, run_dir, seed, context)
 
 
 def test_a_short_run_anchors_from_the_third_epoch_and_gives_every_output(sprites, tmp_path):
     config = method_config("encdiff", "smoke")
     outputs = fit(sprites, config, tmp_path / "run" / "v" / "seed0")
-    rows = log(tmp_path / "run" / "v" / "seed0")
+    rows = log_rows(tmp_path / "run" / "v" / "seed0")
     assert [row["components"] for row in rows][0] == ""                          # no mixtures during epoch 1
     assert all(int(float(row["components"])) >= 1 for row in rows[1:])           # fitted after epochs 2 and 3
     assert float(rows[0]["anchoring_lambda"]) == float(rows[1]["anchoring_lambda"]) == 0
@@ -55,19 +46,11 @@ def test_a_short_run_anchors_from_the_third_epoch_and_gives_every_output(sprites
 def test_same_seed_same_numbers_and_resume(sprites, tmp_path):
     config = method_config("encdiff", "smoke")
 
-    class Killed(RuntimeError):
-        pass
-
-    class KilledAfterTwoEpochs(RunContext):
-        def save_checkpoint(self, state):
-            super().save_checkpoint(state)
-            if state["epoch"] == 2:
-                raise Killed
     with pytest.raises(Killed):
-        fit(sprites, config, tmp_path / "resumed", context=KilledAfterTwoEpochs)
+        fit(sprites, config, tmp_path / "resumed", context=killed_after(2))
     resumed = fit(sprites, config, tmp_path / "resumed")
     first, second = fit(sprites, config, tmp_path / "a"), fit(sprites, config, tmp_path / "b")
-    assert log(tmp_path / "a") == log(tmp_path / "b") == log(tmp_path / "resumed")
+    assert log_rows(tmp_path / "a") == log_rows(tmp_path / "b") == log_rows(tmp_path / "resumed")
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
         np.testing.assert_array_equal(first[key], resumed[key])

@@ -1,7 +1,6 @@
 """GMVAE (methods/gmvae.py): the pieces of its objective against torch.distributions, the
 free-bits threshold and the sign quirk, clustering on digits against k-means, determinism,
 resuming from a checkpoint, and its place in the registry and the config."""
-import csv
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from evaluation.clustering import hungarian_accuracy
 from methods.base import RunContext, RunData
 from methods.gmvae import (GMVAE, GMVAEMethod, cluster_log_posterior, entropy, flip_gradient, free_bits,
                            gaussian_kl, kl_to_uniform)
+from method_runs import Killed, killed_after, log_rows
 
 TINY = {"epochs": 3, "checkpoint_every": 1, "hidden": 32, "x_dim": 8, "w_dim": 4}
 
@@ -37,11 +37,6 @@ def digits_slice(digits, n):
 def fit(data, config, run_dir, seed=0, context=RunContext):
     run_dir.mkdir(parents=True, exist_ok=True)
     return GMVAEMethod().fit(data, config, context(run_dir, seed, "cpu"))
-
-
-def losses(run_dir):
-    with open(run_dir / "train_log.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
 # The pieces of the objective ------------------------------------------------------------
@@ -145,7 +140,7 @@ def test_clusters_digits_at_least_as_well_as_kmeans(digits, tmp_path):
 def test_same_seed_same_numbers_and_valid_outputs(digits, tmp_path):
     data, config = digits_slice(digits, 200), {**method_config("gmvae", "smoke"), **TINY}
     first, second = fit(data, config, tmp_path / "a"), fit(data, config, tmp_path / "b")
-    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert log_rows(tmp_path / "a") == log_rows(tmp_path / "b")
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
     check_outputs(first, 200, "gmvae")
@@ -154,7 +149,7 @@ def test_same_seed_same_numbers_and_valid_outputs(digits, tmp_path):
     assert first["samples"].dtype == np.uint8 and first["samples"].shape == (10 * 3, 1, 28, 28)
     np.testing.assert_array_equal(first["sample_clusters"], np.repeat(np.arange(10), 3))
     other = fit(data, config, tmp_path / "c", seed=1)
-    assert losses(tmp_path / "c") != losses(tmp_path / "a")
+    assert log_rows(tmp_path / "c") != log_rows(tmp_path / "a")
     assert not np.array_equal(other["probs"], first["probs"])
 
 
@@ -166,25 +161,17 @@ def test_every_architecture_objective_and_likelihood_trains(digits, tmp_path, ar
     outputs = fit(digits_slice(digits, 100), config, tmp_path)
     check_outputs(outputs, 100, "gmvae")
     assert outputs["probs"].shape == (100, 4) and outputs["samples"].shape == (4 * 3, 1, 28, 28)
-    assert "head_agreement" in losses(tmp_path)[0] if objective == "v1" else "consistency" not in losses(tmp_path)[0]
+    assert "head_agreement" in log_rows(tmp_path)[0] if objective == "v1" else "consistency" not in log_rows(tmp_path)[0]
 
 
 def test_an_interrupted_run_resumes_to_the_same_outputs(digits, tmp_path):
     data, config = digits_slice(digits, 200), {**method_config("gmvae", "smoke"), **TINY, "objective": "v1"}
 
-    class Killed(RuntimeError):
-        pass
-
-    class KilledAfterTwoEpochs(RunContext):
-        def save_checkpoint(self, state):
-            super().save_checkpoint(state)
-            if state["epoch"] == 2:
-                raise Killed
     with pytest.raises(Killed):
-        fit(data, config, tmp_path / "resumed", context=KilledAfterTwoEpochs)
-    assert [row["epoch"] for row in losses(tmp_path / "resumed")] == ["1", "2"]
+        fit(data, config, tmp_path / "resumed", context=killed_after(2))
+    assert [row["epoch"] for row in log_rows(tmp_path / "resumed")] == ["1", "2"]
     resumed, uninterrupted = fit(data, config, tmp_path / "resumed"), fit(data, config, tmp_path / "straight")
-    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+    assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "straight")
     for key in uninterrupted:
         np.testing.assert_array_equal(resumed[key], uninterrupted[key])
 

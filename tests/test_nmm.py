@@ -6,7 +6,6 @@ checkpoint, clear config errors, and its place in the registry and the config.
 The digits comparison runs the quick variant on the first 1,000 digits for 15 epochs (instead
 of 30 on all 1,797) to stay within the test budget; it still has to beat k-means on raw pixels
 (ACC about 0.745 on that slice) and chance."""
-import csv
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from datasets.base import Split
 from evaluation.clustering import hungarian_accuracy
 from methods.base import RunContext, RunData
 from methods.nmm import NMMMethod, augment, consistency_loss, e_step, em_loss, log_densities, sharpen
+from method_runs import Killed, killed_after, log_rows
 
 TINY = {"epochs": 3, "checkpoint_every": 1, "width": 4, "batch_size": 50}
 
@@ -40,11 +40,6 @@ def digits_slice(digits, n):
 def fit(data, config, run_dir, seed=0, context=RunContext):
     run_dir.mkdir(parents=True, exist_ok=True)
     return NMMMethod().fit(data, config, context(run_dir, seed, "cpu"))
-
-
-def log_rows(run_dir):
-    with open(run_dir / "train_log.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
 def scores(seed, b=7, k=3, scale=2.0):
@@ -185,16 +180,8 @@ def test_resnet18_backbone_on_colour_images(tmp_path):
 def test_an_interrupted_run_resumes_to_the_same_outputs(digits, tmp_path):
     data, config = digits_slice(digits, 200), {**method_config("nmm", "smoke"), **TINY}
 
-    class Killed(RuntimeError):
-        pass
-
-    class KilledAfterTwoEpochs(RunContext):
-        def save_checkpoint(self, state):
-            super().save_checkpoint(state)
-            if state["epoch"] == 2:
-                raise Killed
     with pytest.raises(Killed):
-        fit(data, config, tmp_path / "resumed", context=KilledAfterTwoEpochs)
+        fit(data, config, tmp_path / "resumed", context=killed_after(2))
     assert [row["epoch"] for row in log_rows(tmp_path / "resumed")] == ["1", "2"]
     resumed, uninterrupted = fit(data, config, tmp_path / "resumed"), fit(data, config, tmp_path / "straight")
     assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "straight")

@@ -68,7 +68,8 @@ def test_leaderboard_has_a_row_per_dataset_method_variant_and_metric(smoke_run):
 
     markdown = (smoke_run / "reports/smoke/leaderboard.md").read_text()
     for dataset, method, variant in expected:
-        assert re.search(rf"^\| {method} \| {variant} \| {suite['seeds']} \|", markdown.split(f"## {dataset}")[1], re.M)
+        assert re.search(rf"^\| {method} \| {variant} \| {seeds[dataset, method, variant]} \|",
+                         markdown.split(f"## {dataset}")[1], re.M)
     assert "`acc[hungarian,split=all]`" in markdown
     for dataset in {run.dataset for run in expand("smoke")}:
         assert (smoke_run / f"reports/smoke/figures/{dataset}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,7 +3,6 @@ the plain VAE (methods/vae.py): SpectralNet against the exact diffusion map, the
 orthonormalisation layer, the covariance KL against torch.distributions, the encoder
 covariance, random-walk samples against the VAE's by Gromov–Wasserstein, determinism,
 resuming, and their place in the registry and the config."""
-import csv
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from methods.base import RunContext, RunData
 from methods.diffusion_maps import Orthonorm, SpectralNet, diffusion_map, gaussian_affinity, spectral_loss
 from methods.vae import VAE, VAEMethod
 from methods.vdae import VDAE, VDAEMethod, covariance, covariance_kl
+from method_runs import Killed, killed_after, log_rows
 
 GW_POINTS = 500      # GW on 500 of each set: the topology track uses up to 2,000, but the test must be quick
 
@@ -46,11 +46,6 @@ def sliced(dataset_and_split, n):
 def fit(method, data, config, run_dir, seed=0, context=RunContext):
     run_dir.mkdir(parents=True, exist_ok=True)
     return method.fit(data, config, context(run_dir, seed, "cpu"))
-
-
-def log_rows(run_dir):
-    with open(run_dir / "train_log.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
 # Stage 1: the diffusion map, exact and learned ---------------------------------------------
@@ -250,16 +245,8 @@ def test_an_interrupted_vdae_resumes_to_the_same_outputs(manifolds, tmp_path, st
 def test_an_interrupted_vae_resumes_to_the_same_outputs(manifolds, tmp_path):
     data, config = sliced(manifolds["circle"], 200), {**method_config("vae", "smoke"), "epochs": 4, "batch_size": 50}
 
-    class Killed(RuntimeError):
-        pass
-
-    class KilledMidway(RunContext):
-        def save_checkpoint(self, state):
-            super().save_checkpoint(state)
-            if state["epoch"] == 2:
-                raise Killed
     with pytest.raises(Killed):
-        fit(VAEMethod(), data, config, tmp_path / "resumed", context=KilledMidway)
+        fit(VAEMethod(), data, config, tmp_path / "resumed", context=killed_after(2))
     resumed, straight = fit(VAEMethod(), data, config, tmp_path / "resumed"), fit(VAEMethod(), data, config,
                                                                                   tmp_path / "straight")
     assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "straight")

@@ -1,7 +1,6 @@
 """The VQ first stage (methods/nets/vq_autoencoder.py): the paper shapes (64 -> 16), the
 straight-through gradient, the codebook loss, training (usage of the codebook, a falling
 reconstruction loss, the scale factor), resuming, and refused settings."""
-import csv
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import torch
 from methods.base import RunContext
 from methods.nets.vq_autoencoder import (GENERATOR_STREAM, KEYS, Codebook, VQAutoencoder, latent_scale_factor, to_unit_range,
                                          train_vq_autoencoder)
+from method_runs import Killed, killed_after, log_rows
 
 PAPER = {"codes": 2048, "channels": 32, "channel_mult": [1, 2, 4], "res_blocks": 2, "latent_channels": 3,
          "mid_attention": True, "commitment": 0.25}
@@ -30,11 +30,6 @@ def squares(n: int, side: int = 16, seed: int = 0) -> np.ndarray:
         x, y = rng.integers(0, side - side // 4, size=2)
         image[:, y:y + side // 4, x:x + side // 4] = rng.integers(120, 256, size=3)[:, None, None]
     return images
-
-
-def log_rows(run_dir):
-    with open(run_dir / "train_log.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
 def test_paper_network_maps_64_to_16_by_16_by_3_and_back():
@@ -115,16 +110,8 @@ def test_same_seed_same_model_and_an_interrupted_run_resumes_to_it(tmp_path):
         (tmp_path / directory).mkdir()
     straight = train_vq_autoencoder(images, config, RunContext(tmp_path / "straight", 0, "cpu"))
 
-    class Killed(RuntimeError):
-        pass
-
-    class KilledAfterTwoEpochs(RunContext):
-        def save_checkpoint(self, state):
-            super().save_checkpoint(state)
-            if state["epoch"] == 2:
-                raise Killed
     with pytest.raises(Killed):
-        train_vq_autoencoder(images, config, KilledAfterTwoEpochs(tmp_path / "resumed", 0, "cpu"))
+        train_vq_autoencoder(images, config, killed_after(2)(tmp_path / "resumed", 0, "cpu"))
     resumed = train_vq_autoencoder(images, config, RunContext(tmp_path / "resumed", 0, "cpu"))
     assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "straight")
     for key, value in straight.state_dict().items():

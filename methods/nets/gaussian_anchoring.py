@@ -171,7 +171,7 @@ def responsibilities(x: torch.Tensor, mixture: Mixture) -> torch.Tensor:
 def m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float) -> Mixture:
     """Weighted means, covariances (second moment minus the mean's outer product: float64
     keeps this exact enough next to reg_covar) plus reg_covar I, and weights."""
-    (n, d), k = x.shape, resp.shape[1]
+    d, k = x.shape[1], resp.shape[1]
     mass = resp.sum(0) + 10 * torch.finfo(x.dtype).eps
     means = resp.T @ x / mass[:, None]
     second = x.new_zeros(k * d, d)
