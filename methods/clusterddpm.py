@@ -192,6 +192,7 @@ def check_config(config: dict, data: RunData) -> None:
             raise ValueError(f"clusterddpm: {key} must be at least 1, got {config[key]}")
     if not 0 < config["beta_start"] < config["beta_end"] < 1:
         raise ValueError("clusterddpm: need 0 < beta_start < beta_end < 1")
+    NoiseSchedule.linear(config["steps"], config["beta_start"], config["beta_end"]).check_ends_in_noise("clusterddpm")
     if not 0 <= config["cond_drop"] < 1 or config["lr"] <= 0 or config["kl_weight"] < 0:
         raise ValueError("clusterddpm: cond_drop must be in [0, 1), lr positive, kl_weight at least 0")
     if data.dataset.kind != "images":

@@ -172,6 +172,8 @@ def check_config(config: dict, data: RunData) -> None:
         raise ValueError("encdiff: skip_dropout and dropout must lie in [0, 1)")
     if config["n_samples"] < 0 or config["steps_per_epoch"] < 0 or config["lr"] <= 0 or not 0 <= config["ema_decay"] < 1:
         raise ValueError("encdiff: n_samples and steps_per_epoch must be at least 0, lr positive, ema_decay in [0, 1)")
+    NoiseSchedule.named(config["schedule"], config["steps"], config["beta_start"],
+                        config["beta_end"]).check_ends_in_noise("encdiff")
     if data.dataset.kind != "images":
         raise ValueError(f"encdiff: needs images; dataset '{data.dataset.name}' holds points")
     _, height, width = data.fit.x.shape[1:]

@@ -160,6 +160,7 @@ def test_an_interrupted_run_resumes_to_the_same_outputs(digits, tmp_path):
     ("n_feat", 12, "multiple of 8"),
     ("pretrain_epochs", 0, "pretrain_epochs must be at least 1"),
     ("beta_end", 0.00001, "beta_start < beta_end"),
+    ("steps", 5, r"keeps alpha_bar_T = 0\.\d+ of the signal"),
     ("batch_size", 1000, "larger than the 100 training images"),
 ])
 def test_bad_settings_are_refused_before_training(digits, tmp_path, key, value, message):

@@ -98,3 +98,9 @@ def test_ema_follows_the_weights_with_warm_up_and_round_trips():
     target = nn.Linear(2, 1)
     copy.copy_to(target)
     assert copy.updates == 201 and torch.equal(target.weight, ema.shadow["weight"])
+
+
+def test_a_schedule_that_does_not_end_in_noise_is_refused():
+    NoiseSchedule.linear(400, 1e-4, 0.02).check_ends_in_noise("ddpm")             # alpha_bar_T = 0.017
+    with pytest.raises(ValueError, match=r"ddpm: with 100 steps the schedule keeps alpha_bar_T = 0\.364"):
+        NoiseSchedule.linear(100, 1e-4, 0.02).check_ends_in_noise("ddpm")

@@ -49,6 +49,14 @@ class NoiseSchedule:
             raise ValueError(f"unknown noise schedule '{name}'; valid: {', '.join(makers)}")
         return makers[name](steps, beta_start, beta_end)
 
+    def check_ends_in_noise(self, who: str, most: float = 0.05) -> None:
+        """Samplers start from x_T ~ N(0, I): refuse a schedule whose x_T keeps more than `most`
+        of the signal's variance (alpha_bar_T), which would make every sample start off-model."""
+        left = self.alpha_bar[-1].item()
+        if left > most:
+            raise ValueError(f"{who}: with {self.steps} steps the schedule keeps alpha_bar_T = {left:.3f} of the "
+                             f"signal (at most {most} for x_T to be noise); use more steps or a larger beta_end")
+
     def at(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """values[t] as float32 on like's device, shaped to broadcast over a batch like `like`."""
         picked = values.to(like.device)[t].float()
