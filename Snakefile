@@ -22,6 +22,13 @@ SUITE = CONFIG["suite"]
 RUNS = bench_config.expand(SUITE)
 DATA, RESULTS, REPORTS = CONFIG["data_dir"], CONFIG["results_dir"], CONFIG["reports_dir"]
 RUN_DIR = RESULTS + "/{suite}/{dataset}/{method}/{variant}/seed{seed}"
+METHODS_SPEC = bench_config.load_methods()
+
+
+def method_config_hash(wildcards):
+    """The hash of a run's merged method config: a rule parameter, so that editing a variant
+    (or the defaults under it) retrains exactly the runs it changes (rerun trigger `params`)."""
+    return bench_config.config_hash(bench_config.method_config(wildcards.method, wildcards.variant, METHODS_SPEC))
 
 # Every rule runs the suite's own CLI with the interpreter that runs Snakemake, from any
 # working directory (the repository goes on PYTHONPATH).

@@ -8,6 +8,8 @@ rule train:
         f"{RUN_DIR}/run.json",
     log:
         f"{RUN_DIR}/train.log",
+    params:
+        config_hash=method_config_hash,
     threads: 1
     shell:
         "OMP_NUM_THREADS={threads} {BENCH} run --suite {wildcards.suite:q} --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
