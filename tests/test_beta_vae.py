@@ -152,7 +152,7 @@ def test_an_interrupted_run_resumes_to_the_same_outputs(sprites, tmp_path):
 
 
 def test_bad_settings_are_refused_before_training(sprites, tmp_path):
-    data, smoke = sprites_slice(sprites, 64), method_config("beta_vae", "smoke")
+    data, smoke = sprites_slice(sprites, 64), {**method_config("beta_vae", "smoke"), "batch_size": 32}
     with pytest.raises(ValueError, match="unknown objective 'factor'; valid: beta, tcvae"):
         fit(data, {**smoke, "objective": "factor"}, tmp_path)
     with pytest.raises(ValueError, match="steps must be at least 1"):

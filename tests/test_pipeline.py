@@ -18,17 +18,24 @@ from bench.config import REPO, expand
 
 GOLDEN_SMOKE = REPO / "evaluation/golden/smoke.csv"
 CLUSTERING = {"acc_hungarian", "acc_aae", "nmi_arithmetic", "nmi_geometric", "ari"}
-GENERATION = {"fid", "kid", "fd_classifier"}      # the smoke suite's image dataset has labels
+AT_MEAN = {"acc_hungarian_at_mean", "nmi_arithmetic_at_mean"}      # for methods that give assignments_at_mean
+GENERATION = {"fid", "kid"}
+DISENTANGLEMENT = {"beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness",
+                   "sap", "modularity"}
 TOPOLOGY = {"gw", "bi_lipschitz_mean", "bi_lipschitz_std"}
 
 
-def expected_metrics(run) -> set[str]:
+def expected_metrics(run, workdir) -> set[str]:
     """What the evaluate step must score for a run: the metrics of the method's tracks that the
-    dataset can support (labels for clustering, images for generation, points for topology)."""
+    dataset can support (labels for clustering and the classifier FD, images for generation,
+    factors for disentanglement, points for topology), and the read-outs the method gives."""
     tracks, dataset = methods.get(run.method).tracks, datasets.get(run.dataset)
-    images = dataset.kind == "images"
-    return ((CLUSTERING if "clustering" in tracks and dataset.n_classes else set())
-            | (GENERATION if "generation" in tracks and images else set())
+    images, labelled = dataset.kind == "images", bool(dataset.n_classes)
+    with np.load(run.path(workdir / "results") / "outputs.npz") as outputs:
+        at_mean = "assignments_at_mean" in outputs.files
+    return ((CLUSTERING | (AT_MEAN if at_mean else set()) if "clustering" in tracks and labelled else set())
+            | (GENERATION | ({"fd_classifier"} if labelled else set()) if "generation" in tracks and images else set())
+            | (DISENTANGLEMENT if "disentanglement" in tracks and dataset.factor_names else set())
             | (TOPOLOGY if "topology" in tracks and not images else set()))
 
 
@@ -63,7 +70,7 @@ def test_leaderboard_has_a_row_per_dataset_method_variant_and_metric(smoke_run):
     for run in expand("smoke"):
         rows = board[(board["dataset"] == run.dataset) & (board["method"] == run.method)
                      & (board["variant"] == run.variant)]
-        assert set(rows["metric"]) == expected_metrics(run), run.label()
+        assert set(rows["metric"]) == expected_metrics(run, smoke_run), run.label()
     assert scored[scored["metric"].isin(CLUSTERING)]["mean"].between(-1, 1).all()
 
     markdown = (smoke_run / "reports/smoke/leaderboard.md").read_text()
@@ -83,7 +90,7 @@ def test_every_run_leaves_its_record(smoke_run):
         assert {"run.json", "outputs.npz", "metrics.json", "train_log.csv", "train.log"} <= {p.name for p in run_dir.iterdir()}
     summary = pd.read_csv(smoke_run / "results/smoke/summary.csv")
     assert (summary["status"] == "completed").all()
-    assert len(summary) == sum(len(expected_metrics(run)) for run in expand("smoke"))
+    assert len(summary) == sum(len(expected_metrics(run, smoke_run)) for run in expand("smoke"))
     generation = summary[summary["metric"] == "fid"]
     assert generation["value"].isna().all() and generation["unavailable"].str.contains("at least 2048").all()
 
