@@ -113,6 +113,8 @@ def check_outputs(outputs: dict, n: int, method: str) -> None:
 def save_figures(outputs: dict, run_dir: Path) -> None:
     """The run's images for the report: samples.png (a row per cluster when the samples have
     clusters) and traversals.png (a row per latent unit, its values swept along the row)."""
+    if "samples" not in outputs and "traversals" not in outputs:
+        return                                  # and no torch to import (evaluation.generation)
     from evaluation.generation import sample_grid
     if "samples" in outputs and outputs["samples"].dtype == np.uint8:
         samples = outputs["samples"]

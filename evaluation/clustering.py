@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+# SciPy and scikit-learn are imported where they are used: every Snakemake start validates
+# the config, which loads this module, and should not pay a second for them.
 
 
 def contingency(labels_true: np.ndarray, labels_pred: np.ndarray) -> np.ndarray:
@@ -24,6 +25,7 @@ def contingency(labels_true: np.ndarray, labels_pred: np.ndarray) -> np.ndarray:
 
 def hungarian_accuracy(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
     _check_same_length(labels_true, labels_pred)
+    from scipy.optimize import linear_sum_assignment
     counts = contingency(labels_true, labels_pred)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / len(labels_true))
@@ -39,10 +41,12 @@ def most_confident_accuracy(labels_true: np.ndarray, probs: np.ndarray) -> float
 
 
 def nmi(labels_true: np.ndarray, labels_pred: np.ndarray, average: str) -> float:
+    from sklearn.metrics import normalized_mutual_info_score
     return float(normalized_mutual_info_score(labels_true, labels_pred, average_method=average))
 
 
 def ari(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
+    from sklearn.metrics import adjusted_rand_score
     return float(adjusted_rand_score(labels_true, labels_pred))
 
 

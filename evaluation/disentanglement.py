@@ -25,19 +25,16 @@ with `seed` so that a run repeated gives the same number.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 from typing import Callable, NamedTuple
 
 import numpy as np
-import scipy.stats
-import sklearn
-from joblib import Parallel, delayed
-from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import mutual_info_score
-from sklearn.svm import LinearSVC
 
 from datasets.factors import FactorSpace
+
+# SciPy, scikit-learn and joblib are imported where they are used: a suite with metric_params
+# is validated with `spec` at every Snakemake start, which should not pay a second for them.
 
 NAMES = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness",
          "dci_informativeness", "sap", "modularity")
@@ -61,6 +58,7 @@ def beta_vae_score(codes: np.ndarray, space: FactorSpace, *, batch: int = 64, n_
     scikit-learn version in the spec."""
     codes, rng = _checked(codes, space), np.random.default_rng(seed)
     x_train, y_train = _beta_vae_points(codes, space, n_train, batch, rng)
+    from sklearn.linear_model import LogisticRegression
     model = LogisticRegression(random_state=seed).fit(x_train, y_train)
     x_eval, y_eval = _beta_vae_points(codes, space, n_eval, batch, rng)
     return float(model.score(x_eval, y_eval))
@@ -100,6 +98,7 @@ def dci(codes: np.ndarray, space: FactorSpace, *, n_train: int = 10000, n_test: 
     codes, rng = _checked(codes, space), np.random.default_rng(seed)
     x_train, y_train = _sample(codes, space, n_train, rng)
     x_test, y_test = _sample(codes, space, n_test, rng)
+    from joblib import Parallel, delayed
     fits = Parallel(n_jobs=n_jobs)(
         delayed(_boosted_trees)(x_train, y_train[:, j], x_test, y_test[:, j], seed) for j in range(space.num_factors))
     importance = np.stack([importances for importances, _ in fits], axis=1)
@@ -154,7 +153,7 @@ def spec(name: str, **params) -> str:
     metric = _metric_of(name)
     protocol = [f"{key}={value}" for key, value in _protocol(metric, params).items()]
     if metric in USES_SKLEARN:
-        protocol.append(f"sklearn={sklearn.__version__}")
+        protocol.append(f"sklearn={importlib.metadata.version('scikit-learn')}")
     return f"{name}[{','.join(protocol)}]"
 
 
@@ -186,12 +185,14 @@ def histogram_discretize(codes: np.ndarray, bins: int) -> np.ndarray:
 def mutual_information(codes: np.ndarray, factors: np.ndarray, bins: int) -> np.ndarray:
     """d×F matrix of mutual information in nats between each histogram-binned code and each
     factor (disentanglement_lib's `discrete_mutual_info`)."""
+    from sklearn.metrics import mutual_info_score
     return np.array([[mutual_info_score(factor, code) for factor in factors.T]
                      for code in histogram_discretize(codes, bins).T])
 
 
 def factor_entropy(factors: np.ndarray) -> np.ndarray:
     """Entropy in nats of each factor's empirical distribution (its mutual information with itself)."""
+    from sklearn.metrics import mutual_info_score
     return np.array([mutual_info_score(factor, factor) for factor in factors.T])
 
 
@@ -216,7 +217,8 @@ def modularity_of(mi: np.ndarray) -> float:
 def dci_disentanglement(importance: np.ndarray) -> float:
     """Per code, 1 − entropy of its importance over factors (base F), weighted by the code's share
     of the total importance. `importance` is codes × factors."""
-    per_code = 1 - scipy.stats.entropy(importance.T + 1e-11, base=importance.shape[1])
+    from scipy.stats import entropy
+    per_code = 1 - entropy(importance.T + 1e-11, base=importance.shape[1])
     total = importance.sum()
     weights = importance.sum(axis=1) / total if total > 0 else np.full(len(importance), 1 / len(importance))
     return float(np.sum(per_code * weights))
@@ -297,11 +299,13 @@ def _factor_vae_votes(codes, space, n, batch, global_var, rng) -> np.ndarray:
 # ---------------------------------------------------------------- the classifiers
 
 def _boosted_trees(x_train, y_train, x_test, y_test, seed) -> tuple[np.ndarray, float]:
+    from sklearn.ensemble import GradientBoostingClassifier
     model = GradientBoostingClassifier(random_state=seed).fit(x_train, y_train)
     return np.abs(model.feature_importances_), float(np.mean(model.predict(x_test) == y_test))
 
 
 def _single_code_accuracy(x_train, y_train, x_test, y_test, seed) -> float:
+    from sklearn.svm import LinearSVC
     model = LinearSVC(C=0.01, class_weight="balanced", random_state=seed).fit(x_train, y_train)
     return float(np.mean(model.predict(x_test) == y_test))
 
