@@ -113,6 +113,11 @@ def aggregate(config, args):
     table = collect(cfg.expand(config["suite"]), config["results_dir"])
     write_text(path, table.to_csv(index=False, float_format="%.6g"))
     print(path)
+    # The means over seeds, as DVC's metrics (`dvc metrics show`, `dvc metrics diff`).
+    from bench.dvc import suite_metrics
+    from common.files import write_json
+    write_json(path.with_suffix(".json"), suite_metrics(table))
+    print(path.with_suffix(".json"))
 
 
 def report(config, args):

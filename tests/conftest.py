@@ -44,3 +44,11 @@ def prepared_data(tmp_path_factory):
     for name in ("digits", "blobs", "sprites"):
         datasets.get(name).prepare(data_dir)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def local_smoke_run(tmp_path_factory):
+    """The smoke suite through Snakemake on this machine, once per test session (per pytest-xdist
+    worker: the tests that use it are one xdist_group)."""
+    from smoke_suite import run_locally
+    return run_locally(tmp_path_factory.mktemp("local-smoke"))

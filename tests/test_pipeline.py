@@ -15,6 +15,9 @@ import datasets
 import methods
 from evaluation import METRICS
 from bench.config import REPO, expand
+from smoke_suite import snakemake as run_snakemake
+
+pytestmark = pytest.mark.xdist_group("local-smoke-run")     # with tests/test_slurm.py, which shares the run
 
 GOLDEN_SMOKE = REPO / "evaluation/golden/smoke.csv"
 CLUSTERING = {"acc_hungarian", "acc_aae", "nmi_arithmetic", "nmi_geometric", "ari"}
@@ -40,11 +43,7 @@ def expected_metrics(run, workdir) -> set[str]:
 
 
 def snakemake(workdir, *args, expect_success=True):
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", *args, "--config", "suite=smoke"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert (result.returncode == 0) == expect_success, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
+    return run_snakemake(workdir, "--cores", "2", *args, expect_success=expect_success)
 
 
 def planned_jobs(output: str) -> dict[str, int]:
@@ -54,10 +53,8 @@ def planned_jobs(output: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    snakemake(workdir)
-    return workdir
+def smoke_run(local_smoke_run):
+    return local_smoke_run.path
 
 
 def test_leaderboard_has_a_row_per_dataset_method_variant_and_metric(smoke_run):

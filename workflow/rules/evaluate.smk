@@ -6,16 +6,20 @@ rule evaluate:
     output:
         f"{RUN_DIR}/metrics.json",
     threads: 1
+    resources:
+        gpu=gpus,           # FID/KID's Inception network runs on it
     shell:
         "OMP_NUM_THREADS={threads} {BENCH} evaluate --suite {wildcards.suite:q} --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
         " --variant {wildcards.variant:q} --seed {wildcards.seed:q} {DIRS}"
 
 
 rule aggregate:
-    """One row per run and metric for the whole suite."""
+    """One row per run and metric for the whole suite (summary.csv), and the means over seeds
+    (summary.json: DVC's metrics file)."""
     input:
         lambda wildcards: [f"{run.path(RESULTS)}/metrics.json" for run in RUNS if run.suite == wildcards.suite],
     output:
         f"{RESULTS}/{{suite}}/summary.csv",
+        f"{RESULTS}/{{suite}}/summary.json",
     shell:
         "{BENCH} aggregate --suite {wildcards.suite:q} {DIRS}"

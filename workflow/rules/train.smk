@@ -1,3 +1,14 @@
+from methods import METHODS
+
+
+def gpus(wildcards):
+    """One GPU for a network of the paper suite (the SLURM profile asks for it with --gpus=1;
+    locally, `--resources gpu=1` runs one such job at a time). The scikit-learn baselines and
+    the offline suites are CPU jobs."""
+    baseline = METHODS[wildcards.method].startswith("methods.baselines:")
+    return int(wildcards.suite == "paper" and not baseline)
+
+
 rule train:
     """Train one run. Its output is run.json, the run's record: a run whose training fails
     (diverges, crashes in the method) is recorded as failed and the pipeline goes on, so the
@@ -11,6 +22,8 @@ rule train:
     params:
         config_hash=method_config_hash,
     threads: 1
+    resources:
+        gpu=gpus,
     shell:
         "OMP_NUM_THREADS={threads} {BENCH} run --suite {wildcards.suite:q} --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
         " --variant {wildcards.variant:q} --seed {wildcards.seed:q} --force --record-failure {DIRS} 2> {log:q}"
