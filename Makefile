@@ -16,5 +16,6 @@ $(VENV)/.installed: requirements.txt
 run: setup
 	$(BIN)/snakemake --cores all
 
+# One pytest worker per core; the tests that share a whole smoke-suite run are one xdist_group.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup
