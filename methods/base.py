@@ -99,18 +99,28 @@ class RunContext:
     def progress(self, items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
         return progress(items, total=total, desc=desc)
 
-    # Checkpoints: checkpoint.pt (torch.save of tensors and plain containers) with its sha256
-    # and the config hash in checkpoint.json. Loading never unpickles code (weights_only).
+    # Checkpoints: checkpoint.pt (torch.save of tensors and plain containers) with its sha256,
+    # the config hash and the number of train_log.csv rows at that point in checkpoint.json.
+    # Loading never unpickles code (weights_only). A resumed run's log goes on from the
+    # checkpoint's rows (rows of work done after it are dropped: that work is done again);
+    # a run that starts over starts a new log.
 
     def save_checkpoint(self, state: dict) -> None:
         import torch
         with atomic_path(self.dir / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
-            record = {"sha256": sha256_file(tmp), "config_hash": self.config_hash}
+            record = {"sha256": sha256_file(tmp), "config_hash": self.config_hash,
+                      "log_rows": max(len(self._log_lines()) - 1, 0)}
         write_json(self.dir / "checkpoint.json", record)
 
+    def _log_lines(self) -> list[str]:
+        """train_log.csv's lines, its header first (none when there is no log)."""
+        path = self.dir / "train_log.csv"
+        return path.read_text().splitlines(keepends=True) if path.exists() else []
+
     def load_checkpoint(self) -> dict | None:
-        """The state of the last checkpoint, or None (saying why) when there is none usable."""
+        """The state of the last checkpoint, or None (saying why) when there is none usable;
+        train_log.csv is taken back to the checkpoint's rows, or removed with an unusable one."""
         import torch
         path, record_path = self.dir / "checkpoint.pt", self.dir / "checkpoint.json"
         if not path.exists():
@@ -126,8 +136,15 @@ class RunContext:
                 problem = f"it cannot be read ({type(error).__name__}: {error})"
         if problem:
             print(f"checkpoint {path} not used: {problem}; starting over", file=sys.stderr, flush=True)
+            (self.dir / "train_log.csv").unlink(missing_ok=True)
             return None
         print(f"resuming from checkpoint {path}", file=sys.stderr, flush=True)
+        lines, rows = self._log_lines(), record.get("log_rows")
+        if rows == 0:
+            (self.dir / "train_log.csv").unlink(missing_ok=True)
+        elif rows is not None and len(lines) > rows + 1:
+            with atomic_path(self.dir / "train_log.csv") as tmp:
+                tmp.write_text("".join(lines[:rows + 1]))
         return state
 
 

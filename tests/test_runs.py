@@ -136,6 +136,29 @@ def test_checkpoint_round_trip_and_refusals(tmp_path, capsys):
     assert "sha256 does not match" in capsys.readouterr().err
 
 
+def test_a_resumed_log_goes_on_from_the_checkpoint_and_a_fresh_start_starts_a_new_one(tmp_path):
+    from methods import RunContext
+    from method_runs import log_rows
+    run = RunContext(dir=tmp_path, seed=1, config_hash="aaa")
+    run.save_checkpoint({"epoch": 0})                       # before the first row
+    for epoch in (1, 2):
+        run.log(epoch=epoch, loss=1.0 / epoch)
+    run.save_checkpoint({"epoch": 2})
+    run.log(epoch=3, loss=0.3)                              # the work of epoch 3, then a kill
+    assert RunContext(dir=tmp_path, seed=1, config_hash="aaa").load_checkpoint() == {"epoch": 2}
+    assert [row["epoch"] for row in log_rows(tmp_path)] == ["1", "2"]
+
+    run.log(epoch=3, loss=0.3)
+    assert [row["epoch"] for row in log_rows(tmp_path)] == ["1", "2", "3"]
+    assert RunContext(dir=tmp_path, seed=1, config_hash="bbb").load_checkpoint() is None    # another config
+    assert not (tmp_path / "train_log.csv").exists()
+
+    run.save_checkpoint({"epoch": 0})
+    run.log(epoch=1, loss=1.0)
+    run.load_checkpoint()
+    assert not (tmp_path / "train_log.csv").exists()         # back to before the first row
+
+
 def test_runner_keeps_a_checkpoint_only_for_an_unfinished_attempt(data_config):
     run = RunId("smoke", "blobs", "kmeans", "raw", 0)
     run_dir = runner.train(data_config, run, force=True)
