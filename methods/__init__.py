@@ -21,6 +21,8 @@ METHODS = {
     "clusterddpm": "methods.clusterddpm:ClusterDDPMMethod",
     "encdiff": "methods.encdiff:EncDiffMethod",
 }
+# No network to train: these never ask a cluster for a GPU (workflow/rules/train.smk).
+CPU_ONLY = {"kmeans", "gmm"}
 
 
 def get(name: str) -> Method:
@@ -30,4 +32,4 @@ def get(name: str) -> Method:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["METHODS", "TRACKS", "Method", "RunContext", "RunData", "get"]
+__all__ = ["CPU_ONLY", "METHODS", "TRACKS", "Method", "RunContext", "RunData", "get"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from bench.config import REPO, expand
-from methods import METHODS
+from methods import CPU_ONLY, METHODS
 from smoke_suite import run_metrics, snakemake
 
 pytestmark = pytest.mark.xdist_group("local-smoke-run")     # with tests/test_pipeline.py, which shares the run
@@ -160,9 +160,9 @@ def test_paper_suite_dry_run_lists_every_job_with_its_resources(tmp_path):
     train = {(w["dataset"], w["method"], w["variant"], int(w["seed"])): r for rule, w, r in jobs if rule == "train"}
     assert set(train) == {(run.dataset, run.method, run.variant, run.seed_index) for run in runs}
     assert output.count("Group job run") == len(runs)       # each run trains and scores in one SLURM job
+    assert CPU_ONLY < set(METHODS)
     for (_, method, _, _), resources in train.items():
-        baseline = METHODS[method].startswith("methods.baselines:")
-        assert resources["gpu"] == ("0" if baseline else "1"), (method, resources)
+        assert resources["gpu"] == ("0" if method in CPU_ONLY else "1"), (method, resources)
         assert (resources["mem_mb"], resources["runtime"]) == ("32000", "1440")
     for rule, _, resources in jobs:
         if rule != "all":

@@ -1,12 +1,11 @@
-from methods import METHODS
+from methods import CPU_ONLY
 
 
 def gpus(wildcards):
     """One GPU for a network of the paper suite (the SLURM profile asks for it with --gpus=1;
-    locally, `--resources gpu=1` runs one such job at a time). The scikit-learn baselines and
-    the offline suites are CPU jobs."""
-    baseline = METHODS[wildcards.method].startswith("methods.baselines:")
-    return int(wildcards.suite == "paper" and not baseline)
+    locally, `--resources gpu=1` runs one such job at a time). The methods without a network
+    (methods.CPU_ONLY) and the offline suites are CPU jobs."""
+    return int(wildcards.suite == "paper" and wildcards.method not in CPU_ONLY)
 
 
 rule train:
