@@ -1,6 +1,6 @@
 """`python -m bench check`: the suite's results against its golden numbers and the papers.
 
-    evaluation/golden/<suite>.csv    committed means, stds and tolerances (`python -m bench golden`)
+    evaluation/golden/<suite>.csv    committed means, stds and tolerances (bench/golden.py)
     reports/<suite>/verdicts.csv     one row per golden comparison and per published entry
 
 A regression (a golden mean dropped beyond its tolerance, or a golden result went missing)
@@ -12,30 +12,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.config import REPO
+from bench.golden import golden_path
 from common.files import write_text
 from evaluation import published
-from evaluation.verdicts import GOLDEN_COLUMNS, REGRESSION, Verdict, golden_tolerance, golden_verdicts, published_verdicts
+from evaluation.verdicts import REGRESSION, Verdict, golden_verdicts, published_verdicts
 from reports.tables import summarise
 
-GOLDEN_DIR = REPO / "evaluation" / "golden"
 
-
-def golden_path(suite: str) -> Path:
-    return GOLDEN_DIR / f"{suite}.csv"
-
-
-def write_golden(summary: pd.DataFrame, suite: str) -> Path:
-    table = summarise(summary)
-    table["tolerance"] = [golden_tolerance(std, seeds) for std, seeds in zip(table["std"], table["seeds"])]
-    write_text(golden_path(suite), table[GOLDEN_COLUMNS].to_csv(index=False, float_format="%.6g"))
-    return golden_path(suite)
-
-
-def run_checks(summary: pd.DataFrame, suite: str, reports_dir: Path) -> tuple[Path, list[str]]:
+def run_checks(summary: pd.DataFrame, suite: str, reports_dir: Path, machines: str = "") -> tuple[Path, list[str]]:
+    """`machines`: how the runs' kernels compare with the golden runs' (bench.golden.compare_machines)."""
     verdicts: list[Verdict] = []
     if golden_path(suite).exists():
-        verdicts += golden_verdicts(pd.read_csv(golden_path(suite)), summarise(summary))
+        verdicts += golden_verdicts(pd.read_csv(golden_path(suite)), summarise(summary), machines)
     entries, _ = published.load()
     verdicts += published_verdicts(entries, summary)
     path = reports_dir / suite / "verdicts.csv"

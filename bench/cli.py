@@ -8,10 +8,10 @@
     python -m bench aggregate --suite quick                 results/quick/summary.csv
     python -m bench report --suite quick                    reports/quick/leaderboard.{md,csv,tex,html} + figures
     python -m bench check --suite quick                     reports/quick/verdicts.csv; exit 1 on a regression
-    python -m bench golden --suite quick                    accept the current results as golden
+    python -m bench golden --suite quick                    golden numbers from runs under several CPU kernel paths
     python -m bench dvc                                     regenerate dvc.yaml from the suite config
 
-Every command takes --data-dir/--results-dir/--reports-dir/--device to override
+Every command takes --data-dir/--results-dir/--reports-dir/--device/--min-seeds to override
 config/config.yaml. Configuration errors exit with status 2 and a one-line message.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = cfg.load_config({"suite": getattr(args, "suite", None), "data_dir": args.data_dir,
                                   "results_dir": args.results_dir, "reports_dir": args.reports_dir,
-                                  "device": args.device})
+                                  "device": args.device, "min_seeds": args.min_seeds})
         return args.command(config, args) or 0
     except (cfg.ConfigError, KeyError, FileNotFoundError, datasets.SourceError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--results-dir")
     common.add_argument("--reports-dir")
     common.add_argument("--device")
+    common.add_argument("--min-seeds", type=int, help="every group of the suite runs at least this many seeds")
     commands = parser.add_subparsers(required=True, metavar="command")
 
     def command(name, function, help, run=False, suite=False):
@@ -68,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("aggregate", aggregate, "collect a suite's metrics into summary.csv", suite=True)
     command("report", report, "render a suite's leaderboards and figures", suite=True)
     command("check", check, "compare results with the golden file and the published numbers", suite=True)
-    command("golden", write_golden, "make the current results the suite's golden numbers", suite=True)
+    command("golden", write_golden, "run the suite under every kernel path of its `golden` block and write its "
+            "golden numbers (bench/golden.py)", suite=True).add_argument(
+        "--cores", default="all", help="Snakemake's --cores for the golden runs (default: all)")
     command("dvc", write_dvc, "write dvc.yaml for a suite (default: config/config.yaml's)", suite=True).add_argument(
         "--output", default=str(cfg.REPO / "dvc.yaml"), help="default: dvc.yaml at the repository root")
 
@@ -83,11 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_id(config, args) -> cfg.RunId:
-    return cfg.find_run(config["suite"], args.dataset, args.method, args.variant, args.seed)
+    return cfg.find_run(config["suite"], args.dataset, args.method, args.variant, args.seed, config["min_seeds"])
 
 
 def list_runs(config, args):
-    for run_id in cfg.expand(config["suite"]):
+    for run_id in cfg.expand(config["suite"], config["min_seeds"]):
         print(run_id.label())
 
 
@@ -110,7 +113,7 @@ def aggregate(config, args):
     from common.files import write_text
     from evaluation.aggregate import collect
     path = Path(config["results_dir"]) / config["suite"] / "summary.csv"
-    table = collect(cfg.expand(config["suite"]), config["results_dir"])
+    table = collect(cfg.expand(config["suite"], config["min_seeds"]), config["results_dir"])
     write_text(path, table.to_csv(index=False, float_format="%.6g"))
     print(path)
     # The means over seeds, as DVC's metrics (`dvc metrics show`, `dvc metrics diff`).
@@ -124,7 +127,7 @@ def report(config, args):
     from reports.leaderboard import render
     suite = config["suite"]
     grids = {f"{run.dataset} / {run.method} / {run.variant} (seed 0)": run.path(config["results_dir"]) / "samples.png"
-             for run in cfg.expand(suite) if run.seed_index == 0}
+             for run in cfg.expand(suite, config["min_seeds"]) if run.seed_index == 0}
     out_dir = Path(config["reports_dir"]) / suite
     for path in render(_summary(config), out_dir, suite, cfg.load_suite(suite)["description"],
                        samples={label: path for label, path in grids.items() if path.exists()}):
@@ -141,16 +144,21 @@ def _summary(config):
 
 def check(config, args):
     from bench.checks import run_checks
-    verdicts_csv, regressions = run_checks(_summary(config), config["suite"], Path(config["reports_dir"]))
+    from bench.golden import compare_machines
+    suite = config["suite"]
+    machines = compare_machines(suite, cfg.expand(suite, config["min_seeds"]), Path(config["results_dir"]))
+    verdicts_csv, regressions = run_checks(_summary(config), suite, Path(config["reports_dir"]), machines)
     print(verdicts_csv)
+    if regressions:
+        print(f"golden runs vs these: {machines}", file=sys.stderr)
     for line in regressions:
         print(f"REGRESSION: {line}", file=sys.stderr)
     return 1 if regressions else 0
 
 
 def write_golden(config, args):
-    from bench.checks import write_golden
-    print(write_golden(_summary(config), config["suite"]))
+    from bench.golden import make
+    print(make(config, config["suite"], cores=args.cores))
 
 
 def write_dvc(config, args):

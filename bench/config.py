@@ -161,24 +161,25 @@ def check_suite(suite: dict, where: str, methods_spec: dict | None = None) -> di
     return suite
 
 
-def expand(suite_name: str) -> list[RunId]:
-    """Every run of a suite: dataset × method × variant × seed, in a stable order."""
+def expand(suite_name: str, min_seeds: int = 0) -> list[RunId]:
+    """Every run of a suite: dataset × method × variant × seed, in a stable order; with
+    `min_seeds`, every group runs at least that many seeds (the golden runs: bench/golden.py)."""
     suite = load_suite(suite_name)
     runs = {RunId(suite_name, dataset, method, variant, seed)
             for group in suite["runs"]
             for dataset in group["datasets"]
             for method, variants in group["methods"].items()
             for variant in variants
-            for seed in range(group.get("seeds", suite["seeds"]))}
+            for seed in range(max(group.get("seeds", suite["seeds"]), min_seeds))}
     return sorted(runs)
 
 
-def find_run(suite_name: str, dataset: str, method: str, variant: str, seed_index: int) -> RunId:
+def find_run(suite_name: str, dataset: str, method: str, variant: str, seed_index: int, min_seeds: int = 0) -> RunId:
     """The run with this identity, after checking each name on its own (for a precise error)."""
     method_config(method, variant)
     check_dataset(dataset)
     run = RunId(suite_name, dataset, method, variant, seed_index)
-    if run not in expand(suite_name):
+    if run not in expand(suite_name, min_seeds):
         raise ConfigError(f"{run.label()} is not a run of suite '{suite_name}'; "
                           f"see `python -m bench runs --suite {suite_name}`")
     return run

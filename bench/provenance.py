@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
+import re
 import random
 import resource
 import subprocess
@@ -37,7 +39,39 @@ def package_versions() -> dict:
 
 
 def machine() -> dict:
-    return {"host": platform.node(), "platform": platform.platform(), "processor": platform.machine()}
+    return {"host": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
+            "cpu_model": cpu_model()}
+
+
+def cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None)
+    except OSError:
+        return platform.processor() or None
+
+
+# What a network's arithmetic depends on besides the code and the seed: the kernels torch picks
+# for this CPU (ATEN_CPU_CAPABILITY overrides them; so do oneDNN's and MKL's own switches), the
+# threads, and the BLAS libraries. Two runs that differ here may give other numbers.
+KERNEL_SWITCHES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                   "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
+
+
+def compute(with_torch: bool) -> dict:
+    """The kernels and libraries this process computes with (torch's only when `with_torch`:
+    importing it costs a second, and a run without a network does not use it)."""
+    from threadpoolctl import threadpool_info
+    record = {"switches": {name: os.environ[name] for name in KERNEL_SWITCHES if name in os.environ},
+              "numpy_blas": [{key: pool.get(key) for key in ("internal_api", "version", "architecture", "num_threads")}
+                             for pool in threadpool_info() if pool.get("user_api") == "blas"]}
+    if with_torch:
+        import torch
+        libraries = re.findall(r"^\s*- (Intel\(R\) [^\n]*?(?:Math Kernel Library|MKL-DNN)[^\n]*?)(?: \(Git Hash.*)?$",
+                               torch.__config__.show(), flags=re.M)
+        record.update(torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                      torch_threads=torch.get_num_threads(), torch_libraries=libraries)
+    return record
 
 
 def peak_memory_mib() -> float:

@@ -65,6 +65,7 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         "data": {"digest": manifest["digest"], "fit_split": fit_split, "score_split": score_split},
         "device_setting": config["device"], "precision": config["precision"],
         "git": provenance.git_state(), "packages": provenance.package_versions(), "machine": provenance.machine(),
+        "compute": provenance.compute(with_torch=run.method not in methods.CPU_ONLY),
         "command": sys.argv, "started": _now(), "status": "running", "resumed": resuming,
     }
     write_json(run_dir / "run.json", record)

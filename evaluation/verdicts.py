@@ -7,10 +7,16 @@ best seed for a published best run. The difference is measured in standard error
 and the verdict is REPRODUCED within 1 se, WITHIN-NOISE within 2 se, else BELOW or ABOVE.
 Different specs are never compared: NOT-COMPARABLE, with the reason.
 
-Golden: the committed results of a suite (evaluation/golden/<suite>.csv). A mean that gets
-worse than the golden mean by more than the tolerance (lower, or higher for distances such as
-FID) is a REGRESSION; a change for the better beyond it is CHANGED (worth a look, not a
-failure); a missing result is a REGRESSION.
+Golden: the committed results of a suite (evaluation/golden/<suite>.csv, made by
+bench/golden.py from runs under several CPU kernel paths). A mean that gets worse than the
+golden mean by more than the tolerance (lower, or higher for distances such as FID) is a
+REGRESSION; a change for the better beyond it is CHANGED (worth a look, not a failure); a
+missing result is a REGRESSION. The tolerance follows one of two rules:
+    deterministic   methods without a network, whose numbers do not depend on the CPU's
+                    kernels: three standard errors of the seeds, at least MIN_TOLERANCE
+    spread          networks: `band_tolerance`, a one-sided test of the new mean against the
+                    spread of the golden runs (seeds × kernel paths) at a per-metric level
+                    that keeps the whole suite's false-alarm rate at FAMILY_FALSE_ALARM
 """
 from __future__ import annotations
 
@@ -25,8 +31,10 @@ from evaluation.published import Published
 REPRODUCED, WITHIN_NOISE, BELOW, ABOVE, NOT_COMPARABLE = "REPRODUCED", "WITHIN-NOISE", "BELOW", "ABOVE", "NOT-COMPARABLE"
 OK, CHANGED, REGRESSION = "OK", "CHANGED", "REGRESSION"
 REPRODUCED_SE, NOISE_SE = 1.0, 2.0
-GOLDEN_COLUMNS = ["dataset", "method", "variant", "metric", "spec", "mean", "std", "seeds", "tolerance"]
+GOLDEN_COLUMNS = ["dataset", "method", "variant", "metric", "spec", "mean", "std", "runs", "rule", "check_seeds",
+                  "tolerance"]
 MIN_TOLERANCE = 0.01
+FAMILY_FALSE_ALARM = 0.01      # the chance that an unchanged suite raises any false alarm (Bonferroni bound)
 
 
 @dataclass(frozen=True)
@@ -100,14 +108,29 @@ def published_verdicts(entries: list[Published], summary: pd.DataFrame) -> list[
 
 
 def golden_tolerance(std: float, seeds: int) -> float:
-    """Three standard errors of the golden mean, and never below one point (0.01)."""
+    """The deterministic rule: three standard errors of the golden mean, never below MIN_TOLERANCE."""
     spread = 0.0 if math.isnan(std) or seeds < 2 else 3 * std / math.sqrt(seeds)
     return max(spread, MIN_TOLERANCE)
 
 
-def golden_verdicts(golden: pd.DataFrame, current: pd.DataFrame) -> list[Verdict]:
-    """Compare current means (columns of GOLDEN_COLUMNS but tolerance) with the golden file."""
+def band_tolerance(std: float, runs: int, check_seeds: int, alpha: float) -> float:
+    """The band rule: how far the mean of `check_seeds` new runs may fall from the mean of `runs`
+    golden runs (sample std `std`) before a one-sided test at level `alpha` calls it a change,
+        t(runs - 1, 1 - alpha) · std · sqrt(1/runs + 1/check_seeds),
+    the prediction interval of a mean under normal noise; never below MIN_TOLERANCE. With one
+    golden run there is no spread to go by: infinite."""
+    if runs < 2 or math.isnan(std):
+        return math.inf
+    from scipy.stats import t
+    return max(float(t.ppf(1 - alpha, runs - 1)) * std * math.sqrt(1 / runs + 1 / check_seeds), MIN_TOLERANCE)
+
+
+def golden_verdicts(golden: pd.DataFrame, current: pd.DataFrame, machines: str = "") -> list[Verdict]:
+    """Compare current means (columns dataset, method, variant, metric, spec, mean, std, seeds)
+    with the golden file; `machines` says how the current runs' kernels compare with the golden
+    runs' (bench/golden.py), for the reason of every flagged value."""
     keys = ["dataset", "method", "variant", "metric"]
+    current = current[keys + ["spec", "mean", "std", "seeds"]]
     merged = golden.merge(current, on=keys, how="left", suffixes=("_golden", ""))
     verdicts = []
     for row in merged.itertuples(index=False):
@@ -127,8 +150,11 @@ def golden_verdicts(golden: pd.DataFrame, current: pd.DataFrame) -> list[Verdict
         difference = row.mean - row.mean_golden
         gain = -difference if METRICS[row.metric].lower_is_better else difference
         verdict = (REGRESSION if gain < -row.tolerance else CHANGED if gain > row.tolerance else OK)
-        reason = f"tolerance {row.tolerance:.4f}" + ("; if intended, update with `python -m bench golden`"
-                                                        if verdict != OK else "")
+        band = f"{row.rule} band (±{row.tolerance:.4g} around {row.mean_golden:.4g}, {row.runs} golden runs)"
+        reason = (f"within the {band}" if verdict == OK else
+                  f"{'worse' if verdict == REGRESSION else 'better'} by {abs(gain):.4g}: {abs(gain) - row.tolerance:.4g} "
+                  f"outside the {band}; {machines or 'kernels of the current runs unknown'}; "
+                  "if intended, update with `python -m bench golden`")
         verdicts.append(Verdict(**base, ours=float(row.mean), ours_std=None if pd.isna(row.std) else float(row.std),
                                 seeds=int(row.seeds), difference=float(difference), verdict=verdict, reason=reason))
     return verdicts

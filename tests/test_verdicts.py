@@ -1,11 +1,12 @@
 """Verdicts on constructed cases: every published verdict, and every golden outcome."""
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from evaluation.published import Published
-from evaluation.verdicts import golden_tolerance, golden_verdicts, judge_published
+from evaluation.verdicts import band_tolerance, golden_tolerance, golden_verdicts, judge_published
 
 SPEC = "acc[aae-most-confident,split=test]"
 
@@ -69,7 +70,8 @@ def test_unconfirmed_entries_carry_their_assumption():
 
 def golden_row(mean, std=0.01, seeds=3, spec="acc[hungarian,split=all]"):
     return {"dataset": "digits", "method": "kmeans", "variant": "raw", "metric": "acc_hungarian", "spec": spec,
-            "mean": mean, "std": std, "seeds": seeds, "tolerance": golden_tolerance(std, seeds)}
+            "mean": mean, "std": std, "seeds": seeds, "runs": seeds, "rule": "deterministic", "check_seeds": seeds,
+            "tolerance": golden_tolerance(std, seeds)}
 
 
 @pytest.mark.parametrize("current, expected", [(0.80, "OK"), (0.795, "OK"), (0.75, "REGRESSION"), (0.85, "CHANGED")])
@@ -97,3 +99,32 @@ def test_golden_direction_follows_the_metric(current, expected):
     row = {**golden_row(12.0, std=1.0), "metric": "fd_classifier", "spec": "fd[digits-classifier]"}
     now = pd.DataFrame([{**row, "mean": current}]).drop(columns="tolerance")
     assert [v.verdict for v in golden_verdicts(pd.DataFrame([row]), now)] == [expected]
+
+
+def test_band_tolerance_is_the_prediction_interval_of_a_mean():
+    # t(5, 0.999) = 5.8934: six golden runs, a mean of three new ones
+    assert band_tolerance(0.1, 6, 3, 0.001) == pytest.approx(5.8934 * 0.1 * math.sqrt(1 / 6 + 1 / 3), rel=1e-4)
+    assert band_tolerance(0.1, 4, 3, 0.001) > band_tolerance(0.1, 6, 3, 0.001)     # fewer runs, wider
+    assert band_tolerance(0.0, 6, 3, 0.001) == 0.01 and band_tolerance(0.1, 1, 3, 0.001) == math.inf
+
+
+@pytest.mark.parametrize("runs, seeds", [(6, 3), (4, 1), (10, 2)])
+def test_band_false_alarm_rate_is_its_level(runs, seeds):
+    """Under the rule's own assumption (normal noise, unchanged code) an unchanged result is
+    flagged as a regression with probability alpha: 200,000 simulated golden files and checks."""
+    rng, alpha, trials = np.random.default_rng(0), 0.01, 200_000
+    golden, new = rng.normal(size=(trials, runs)), rng.normal(size=(trials, seeds)).mean(1)
+    scale = math.sqrt(1 / runs + 1 / seeds)
+    from scipy.stats import t
+    flagged = golden.mean(1) - new > t.ppf(1 - alpha, runs - 1) * golden.std(1, ddof=1) * scale
+    assert band_tolerance(1.0, runs, seeds, alpha) == pytest.approx(t.ppf(1 - alpha, runs - 1) * scale)
+    assert abs(flagged.mean() - alpha) < 4 * math.sqrt(alpha * (1 - alpha) / trials)
+
+
+def test_a_flagged_value_says_how_far_outside_the_band_and_on_which_machines():
+    golden = pd.DataFrame([{**golden_row(0.80), "method": "gmvae", "rule": "spread", "tolerance": 0.05, "runs": 6}])
+    now = pd.DataFrame([{**golden_row(0.70), "method": "gmvae"}]).drop(columns="tolerance")
+    [verdict] = golden_verdicts(golden, now, machines="the comparison crosses machines: AVX2")
+    assert verdict.verdict == "REGRESSION"
+    assert verdict.reason.startswith("worse by 0.1: 0.05 outside the spread band (±0.05 around 0.8, 6 golden runs)")
+    assert "crosses machines: AVX2" in verdict.reason
