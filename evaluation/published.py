@@ -108,24 +108,31 @@ def _table_entries(table: dict, where: str) -> list[tuple[dict, str]]:
         raise ConfigError(f"{where}: no spec for the column metric(s) {', '.join(unknown)}: add them under specs")
     raws = []
     for i, row in enumerate(table["rows"]):
-        here = f"{where}.rows.{i}"
         if len(row["cells"]) != len(table["columns"]):
-            raise ConfigError(f"{here}: {len(row['cells'])} cells for {len(table['columns'])} columns")
-        uncertain = table.get("dataset_uncertain", {}) | row.get("dataset_uncertain", {})
-        unconfirmed = "; ".join(text for text in (table.get("unconfirmed"), row.get("unconfirmed")) if text)
-        for j, ((dataset, metric), cell) in enumerate(zip(table["columns"], row["cells"])):
-            printed, cell_note = (cell["value"], cell["note"]) if isinstance(cell, dict) else (cell, None)
-            if printed == NOT_PRINTED:
-                continue
-            notes = "; ".join(text for text in (table.get("note"), row.get("note"), cell_note) if text)
-            raw = dict(method=row["method"], variant=row["variant"], dataset=dataset, split=table["split"],
-                       metric=metric, spec=table["specs"][metric], scale=table["scale"],
-                       aggregate=table["aggregate"], table=table["table"], runs=row.get("runs", table.get("runs")),
-                       quoted_from=row.get("quoted_from"), unconfirmed=unconfirmed or None,
-                       dataset_uncertain=uncertain.get(dataset), note=notes or None, printed=printed,
-                       **_parse_printed(printed, f"{here}.cells.{j}"))
-            raws.append((raw, f"{here}.cells.{j}"))
+            raise ConfigError(f"{where}.rows.{i}: {len(row['cells'])} cells for {len(table['columns'])} columns")
+        raws += _row_entries(table, row, f"{where}.rows.{i}")
     return raws
+
+
+def _row_entries(table: dict, row: dict, where: str) -> list[tuple[dict, str]]:
+    uncertain = table.get("dataset_uncertain", {}) | row.get("dataset_uncertain", {})
+    common = dict(method=row["method"], variant=row["variant"], split=table["split"], scale=table["scale"],
+                  aggregate=table["aggregate"], table=table["table"], runs=row.get("runs", table.get("runs")),
+                  quoted_from=row.get("quoted_from"), unconfirmed=_joined(table.get("unconfirmed"), row.get("unconfirmed")))
+    raws = []
+    for j, ((dataset, metric), cell) in enumerate(zip(table["columns"], row["cells"])):
+        printed, cell_note = (cell["value"], cell["note"]) if isinstance(cell, dict) else (cell, None)
+        if printed == NOT_PRINTED:
+            continue
+        raws.append((dict(common, dataset=dataset, metric=metric, spec=table["specs"][metric],
+                          dataset_uncertain=uncertain.get(dataset), printed=printed,
+                          note=_joined(table.get("note"), row.get("note"), cell_note),
+                          **_parse_printed(printed, f"{where}.cells.{j}")), f"{where}.cells.{j}"))
+    return raws
+
+
+def _joined(*notes: str | None) -> str | None:
+    return "; ".join(note for note in notes if note) or None
 
 
 def _parse_printed(printed: str, where: str) -> dict:
