@@ -118,7 +118,8 @@ def _row_entries(table: dict, row: dict, where: str) -> list[tuple[dict, str]]:
     uncertain = table.get("dataset_uncertain", {}) | row.get("dataset_uncertain", {})
     common = dict(method=row["method"], variant=row["variant"], split=table["split"], scale=table["scale"],
                   aggregate=table["aggregate"], table=table["table"], runs=row.get("runs", table.get("runs")),
-                  quoted_from=row.get("quoted_from"), unconfirmed=_joined(table.get("unconfirmed"), row.get("unconfirmed")))
+                  quoted_from=row.get("quoted_from"),
+                  unconfirmed=_joined(table.get("unconfirmed"), row.get("unconfirmed")))
     raws = []
     for j, ((dataset, metric), cell) in enumerate(zip(table["columns"], row["cells"])):
         printed, cell_note = (cell["value"], cell["note"]) if isinstance(cell, dict) else (cell, None)
@@ -158,7 +159,8 @@ def _entry(paper_id: str, paper: dict, raw: dict, where: str, known_datasets) ->
         raise ConfigError(f"{where}: value {raw['value']} (std {raw.get('std')}) is out of range for a {raw['scale']}")
     unit = " %" if scale == 100 else ""
     spread = f" ± {raw['std']:g}" if raw.get("std") is not None else ""
-    read_from = paper.get("read_from") or f"arXiv {paper['arxiv']}{'' if paper['version'] == 'unknown' else paper['version']}"
+    version = "" if paper["version"] == "unknown" else paper["version"]
+    read_from = paper.get("read_from") or f"arXiv {paper['arxiv']}{version}"
     return Published(
         paper=paper_id, source=f"{read_from}, {raw['table']}",
         method=raw["method"], variant=raw["variant"], dataset=raw["dataset"], split=raw["split"],

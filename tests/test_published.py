@@ -105,7 +105,8 @@ def test_a_table_is_one_entry_per_printed_cell(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"rows": [{"method": "m", "variant": "v", "cells": ["0.9 +- 0.1", "–"]}]}, r"rows\.0\.cells\.0: cell '0\.9 \+- 0\.1'"),
+    ({"rows": [{"method": "m", "variant": "v", "cells": ["0.9 +- 0.1", "–"]}]},
+     r"rows\.0\.cells\.0: cell '0\.9 \+- 0\.1'"),
     ({"rows": [{"method": "m", "variant": "v", "cells": ["0.9"]}]}, r"rows\.0: 1 cells for 2 columns"),
     ({"specs": {"mig": "mig[split=all]"}}, r"no spec for the column metric\(s\) factor_vae"),
     ({"rows": [{"method": "m", "variant": "v", "cells": ["1.9", "–"]}]}, r"out of range for a fraction"),
