@@ -5,7 +5,8 @@ best seed for a published best run. The difference is measured in standard error
     se = sqrt(s_ours² / n_ours + s_pub² / n_pub)      (mean; n_pub = 1 when not stated)
     se = s_ours                                        (best run: the spread of one run)
 and the verdict is REPRODUCED within 1 se, WITHIN-NOISE within 2 se, else BELOW or ABOVE.
-Different specs are never compared: NOT-COMPARABLE, with the reason.
+Different specs are never compared, nor a number whose dataset variant is uncertain (e.g.
+MPI3D toy or real): NOT-COMPARABLE, with the reason.
 
 Golden: the committed results of a suite (evaluation/golden/<suite>.csv, made by
 bench/golden.py from runs under several CPU kernel paths). A mean that gets worse than the
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from evaluation.metrics import METRICS
-from evaluation.published import Published
+from evaluation.published import Published, spec_matches, unstated
 
 REPRODUCED, WITHIN_NOISE, BELOW, ABOVE, NOT_COMPARABLE = "REPRODUCED", "WITHIN-NOISE", "BELOW", "ABOVE", "NOT-COMPARABLE"
 OK, CHANGED, REGRESSION = "OK", "CHANGED", "REGRESSION"
@@ -65,11 +66,13 @@ def judge_published(entry: Published, values: pd.DataFrame) -> Verdict:
     base = dict(kind="published", dataset=entry.dataset, method=entry.method, variant=entry.variant,
                 metric=entry.metric, spec=entry.spec, reference=entry.value, reference_std=entry.std,
                 source=entry.source)
+    if entry.dataset_uncertain:
+        return Verdict(**base, verdict=NOT_COMPARABLE, reason=f"dataset variant uncertain: {entry.dataset_uncertain}")
     scored = values.dropna(subset=["value"])
     if scored.empty:
         return Verdict(**base, verdict=NOT_COMPARABLE, reason="no completed run of ours")
     ours_specs = sorted(set(scored["spec"]))
-    if ours_specs != [entry.spec]:
+    if len(ours_specs) != 1 or not spec_matches(entry.spec, ours_specs[0]):
         return Verdict(**base, verdict=NOT_COMPARABLE,
                        reason=f"different protocol: ours {', '.join(ours_specs)}, published {entry.spec}")
     n, std = len(scored), scored["value"].std(ddof=1) if len(scored) > 1 else math.nan
@@ -89,6 +92,7 @@ def judge_published(entry: Published, values: pd.DataFrame) -> Verdict:
     verdict = (REPRODUCED if abs(z) <= REPRODUCED_SE else WITHIN_NOISE if abs(z) <= NOISE_SE
                else BELOW if z < 0 else ABOVE)
     notes = [f"ours: best of {n} seeds"] if entry.aggregate == "best-run" else []
+    notes += [f"unstated in the source, ours taken: {', '.join(unstated(entry.spec))}"] if unstated(entry.spec) else []
     notes += [f"assumes: {entry.unconfirmed}"] if entry.unconfirmed else []
     reason = "; ".join(notes)
     return Verdict(**base, **measured, standard_errors=float(z), verdict=verdict, reason=reason)

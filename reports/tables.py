@@ -3,7 +3,7 @@ published numbers of the same spec beside them, and the reproduction verdicts.
 
 Rendering to Markdown, LaTeX and HTML lives in reports/render.py; this module decides what
 goes in a table, not how it looks. A column is one metric with one spec: a published number
-enters a column only when its spec is exactly the column's."""
+enters a column only when its spec matches the column's (evaluation.published.spec_matches)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from evaluation import METRICS
-from evaluation.published import NotTranscribed, Published
+from evaluation.published import NotTranscribed, Published, spec_matches
 from evaluation.verdicts import Verdict, published_verdicts
 
 KEYS = ["dataset", "method", "variant", "metric", "spec"]
@@ -84,7 +84,7 @@ def sections(summary: pd.DataFrame, published: list[Published]) -> list[Section]
                      for m in group.itertuples(index=False)}
             section.rows.append(Row(method, variant, str(group["seeds"].max()), cells))
         for entry in published:
-            if entry.dataset == dataset and specs.get(entry.metric) == entry.spec:
+            if entry.dataset == dataset and spec_matches(entry.spec, specs.get(entry.metric, "")):
                 label = entry.quoted_from.split(" (")[0] if entry.quoted_from else entry.method
                 section.published.append(Row(label, entry.variant, entry.aggregate.replace("-", " "),
                                              {entry.metric: Cell(entry.value, entry.std)}, entry.source))
