@@ -237,18 +237,17 @@ def split_as_official(x: torch.Tensor, mixture: Mixture, generator: torch.Genera
     that splits nothing ends the loop (the official one would go round again)."""
     splits = 0
     while splits < settings.split_limit and len(mixture) < settings.max_components:
-        split_any = False
-        spread = member_spread(x, responsibilities(x, mixture))[1]
-        for k in chosen_for_split(spread, generator, settings).nonzero().flatten().tolist():
-            members = x[responsibilities(x, mixture)[:, k] > 0.5]
+        split_any, resp = False, responsibilities(x, mixture)         # resp always of the current mixture
+        for k in chosen_for_split(member_spread(x, resp)[1], generator, settings).nonzero().flatten().tolist():
+            members = x[resp[:, k] > 0.5]
             if len(members) < 2:
                 continue
             halves, keep = split_in_two(members, generator, settings), torch.arange(len(mixture), device=x.device) != k
             weights = torch.cat([mixture.weights[keep], halves.weights / 2])
             mixture = Mixture(torch.cat([mixture.means[keep], halves.means]),
                               torch.cat([mixture.covariances[keep], halves.covariances]), weights / weights.sum())
-            split_any = True
-            if (member_spread(x, responsibilities(x, mixture))[1] <= settings.split_spread).all():
+            split_any, resp = True, responsibilities(x, mixture)
+            if (member_spread(x, resp)[1] <= settings.split_spread).all():
                 break
             splits += 1
         if not split_any:
