@@ -156,7 +156,8 @@ def test_registry_and_the_paper_variants():
                 for variant in ("encdiff", "encdiff+sd", "encdiff+dyga", "encdiff+sd+dyga")}
     assert switches == {"encdiff": (0.0, False), "encdiff+sd": (0.2, False), "encdiff+dyga": (0.0, True),
                         "encdiff+sd+dyga": (0.2, True)}
-    paper = method_config("encdiff", "encdiff+sd+dyga")
-    assert (paper["space"], paper["units"], paper["token_dim"], paper["steps"], paper["schedule"], paper["beta_start"],
-            paper["beta_end"], paper["lr"], paper["batch_size"]) == ("vq", 20, 32, 1000, "sqrt_linear", 0.0015, 0.0155,
-                                                                      1e-4, 512)
+    for variant in switches:                                    # DyGA's released configs, all four alike
+        paper = method_config("encdiff", variant)
+        assert (paper["space"], paper["units"], paper["token_dim"], paper["steps"], paper["schedule"],
+                paper["beta_start"], paper["beta_end"], paper["lr"], paper["batch_size"], paper["dyga_split_bookkeeping"]
+                ) == ("vq", 20, 32, 1000, "sqrt_linear", 0.0015, 0.0155, 1e-4, 512, "official")
