@@ -92,7 +92,8 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         raise
     finally:
         record.update(finished=_now(), wall_seconds=round(time.monotonic() - start, 3),
-                      peak_memory_mib=provenance.peak_memory_mib(), device=context.resolved_device or "cpu")
+                      peak_memory_mib=provenance.peak_memory_mib(), device=context.resolved_device or "cpu",
+                      notes=context.notes)
         write_json(run_dir / "run.json", record)
     return run_dir
 

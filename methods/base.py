@@ -54,6 +54,7 @@ class RunContext:
     config_hash: str = ""
     precision: str = "fp32"          # bf16: mixed precision where a method supports it, on CUDA only
     resolved_device: str | None = field(default=None, init=False)
+    notes: dict = field(default_factory=dict, init=False)   # facts the method states about its run: run.json's "notes"
     _log_start: float = field(default_factory=time.monotonic, init=False)
 
     @property

@@ -3,22 +3,31 @@
     python -m bench run --suite quick --dataset sprites --method encdiff --variant quick+sd+dyga --seed 0
     python -m bench run --suite paper --dataset shapes3d --method encdiff --variant encdiff+sd+dyga --seed 0
 
-Spec: ../shared/specs/dyga.md. Written from the spec; the authors' code (youngjun-jun/dis-dis)
-was read for facts only.
+Spec: ../shared/specs/dyga.md (with its corrections from the official code). The authors' code
+(youngjun-jun/dis-dis, `ldm/models/diffusion/ddpm_dyga.py`, `ldm/modules/gaussian/DyGA.py`,
+`configs/`) was read for facts only; where the paper and the code disagree, the paper variants
+follow the code.
 
 The base model (EncDiff): an image encoder (methods/nets/encdiff_encoder.py) gives `units`
 scalars, each lifted by its own MLP to a `token_dim` token; the tokens condition a denoising
 UNet (methods/nets/attention_unet.py) through cross-attention. Diffusion over T = `steps`
-with the sqrt-linear ("linear" in latent diffusion's code) beta schedule, eps-prediction,
-L1 loss averaged over elements, AdamW, an EMA of the weights (encoder and UNet) used for
-every output.
+with the sqrt-linear ("linear" in latent diffusion's code) beta schedule 0.0015 -> 0.0155 and
+batch 512 of DyGA's released configs for all four paper variants (EncDiff's own paper states a
+cosine schedule and batch 64; its released configs, linear and batch 128), eps-prediction, L1
+loss averaged over elements, AdamW with the encoder trained jointly, and an EMA of the UNet's
+weights only (the official LitEma wraps the diffusion model; the encoder has none).
 
 Where the UNet works (`space`):
 - `vq` (the paper): a VQ autoencoder (methods/nets/vq_autoencoder.py, settings `vq_*`) maps
-  the images to 16 x 16 x 3 latents, scaled by 1 / std of a batch of latents. It is trained
-  once per dataset and configuration and cached beside the dataset
-  (data/<dataset>/first_stage/vq-<hash>.pt, written atomically; a later run, or another
-  variant, loads it): the first stage is shared by every variant and seed.
+  the images to 16 x 16 x 3 latents, scaled by 1 / std of a batch of latents. It trains at the
+  rate LDM's main.py gives it (base 4.5e-6 x 2 accumulated x batch 128 = 1.152e-3) on the fit
+  split less `vq_holdout` random images, once per dataset and configuration, and is cached
+  beside the runs (results/<suite>/<dataset>/encdiff/first_stage/vq-<hash>/autoencoder.pt,
+  written atomically; a later run, or another variant, loads it). Every run measures its L1 on
+  the held-out images (in [-1, 1] units), prints it and records it in run.json's notes
+  (`first_stage`: l1, mean_image_l1, ratio); when the ratio to the L1 of the held-out images'
+  mean image exceeds `vq_max_l1_ratio` (0.5: the stage must at least halve the error of a stage
+  that learned nothing), the run stops with a message before the diffusion stage trains.
 - `pixels` (ours, for CPU runs): the images themselves in [-1, 1], folded space-to-depth by
   `fold` (2: 32 x 32 x C -> 16 x 16 x 4C, an invertible rearrangement, no learned stage) so
   that the narrow UNet runs at 16 x 16. The encoder always sees the unfolded image.
@@ -26,18 +35,24 @@ Where the UNet works (`space`):
 Skip Dropout (`skip_dropout` p > 0): channel dropout on the UNet's skips at resolution >= 8
 (training only); see attention_unet.py for the equivalence to the official rule.
 
-Dynamic Gaussian Anchoring (`dyga`): after every epoch from the second on (the first epoch
-trains without anchoring, and so does the second: its mixtures are fitted at its end), the
-tokens of the whole fit split (EMA-free current encoder, eval mode) are fitted by per-unit
-full-covariance mixtures (methods/nets/gaussian_anchoring.py, settings `dyga_*`); in every
-training forward pass after that, tokens are anchored: c <- lambda c_q + (1 - lambda) c. The
-mixtures are saved with the checkpoint.
+Dynamic Gaussian Anchoring (`dyga`): at the end of every epoch, the first included (the
+official refit in `validation_epoch_end`), the tokens of the whole fit split (the encoder in
+eval mode) are fitted by per-unit full-covariance mixtures (methods/nets/gaussian_anchoring.py,
+settings `dyga_*`, the official split bookkeeping by default); in every training forward pass
+of the next epoch, tokens are anchored: c <- lambda c_q + (1 - lambda) c, lambda differentiable.
+The log shows, per epoch, the mean lambda (`anchoring_lambda`), the components of each unit's
+mixture in force (`components`) and the share of token entries that are exactly 0
+(`zero_token_entries`): where any entry of a batch is 0 (the token MLPs end in a ReLU), lambda
+is ~0 and anchoring does not move the tokens, in the official code too. The mixtures are saved
+with the checkpoint.
 
-Outputs about the score split (EMA weights, eval mode):
-- embedding: per unit, the first principal component of its tokens over the split -> one
-  number per unit (the spec's representation for the disentanglement metrics);
-- samples: `n_samples` images by DDIM (`ddim_steps`, eta 0), each conditioned on the tokens
-  of a random image of the split (the paper's FID protocol, 50,000 samples);
+Outputs about the score split (eval mode):
+- embedding: per unit, the first principal component of the **raw** (not EMA) encoder's
+  tokens over the split -> one number per unit (the spec's representation for the
+  disentanglement metrics; the official `validation_step` saves the raw encoder's tokens);
+- samples: `n_samples` images by DDIM (`ddim_steps`, eta 0) from the EMA UNet, each
+  conditioned on the raw encoder's tokens of a random image of the split (the paper's FID
+  protocol, 50,000 samples);
 - traversals: the latent-interchange figure: row u holds `interchange_pairs` images decoded
   (DDIM from one shared x_T) from the tokens of an image A_i with unit u taken from image B_i.
 
@@ -47,24 +62,43 @@ Dropout draw from torch's global generator, seeded with run.seed at the start an
 every checkpoint with the EMA weights and the mixtures, so a resumed run equals an
 uninterrupted one on CPU.
 
-Deviations and readings, all ours:
-- The first stage is trained with L1 + codebook losses (no perceptual or GAN loss: see
-  vq_autoencoder.py); the pixel space, `fold`, and every quick/smoke setting (widths, T,
-  epochs, learning rate, units, token size, DyGA's subsample) are CPU settings.
+Differences from the official code that remain:
+- The first stage is trained with L1 + codebook losses, no perceptual or GAN loss (ours; see
+  vq_autoencoder.py); its 2 accumulated batches run as one batch (ours, the same gradient);
+  it holds out `vq_holdout` images for its reconstruction check (ours); trained for
+  `vq_epochs` 20 (ours: the official autoencoder config sets no length).
+- The latent scale factor is 1 / std of one random batch drawn after the first stage trains
+  (ours; the authors' code takes the diffusion stage's first batch: the same statistic).
+- Anchoring arithmetic: c_q is computed with the fit's max and min and mapped back to token
+  space (ours; the official normalises each batch with its own max and min and mixes the
+  normalised-space mean with the raw token: see gaussian_anchoring.py); lambda is
+  differentiable and ~0 wherever a token entry is 0 (as the authors' code).
+- The mixtures are fitted on, and the representation is read from, unanchored tokens (ours;
+  the official `validation_step` anchors the tokens it saves and fits on, by the mixtures in
+  force; the two differ by lambda |c_q - c|, with the logged lambda ~0 in our runs).
+- No fit before the first epoch (ours: Lightning's sanity check makes the official code fit
+  on 1,024 untrained tokens, so its first epoch is anchored too), and none after the last
+  (it would anchor nothing: the official one only writes a file).
+- Split bookkeeping as the official loop, except that a round splitting nothing ends it, the
+  random draw is made for every component, and a covariance regulariser is added in the M-step
+  (ours; gaussian_anchoring.py lists them).
+- Training length: `epochs` (100) and the last epoch reported (ours: the official config sets
+  no max_epochs, Lightning 1.x runs 1,000, and `evaluate_renew.py` scores a chosen epoch).
 - Training runs `epochs` epochs of `steps_per_epoch` batches (0: a full pass over the split;
-  fewer: a random part of it each epoch, for CPU runs); the mixtures are refitted after each.
-- lambda as the spec writes it, on tokens in token space (gaussian_anchoring.py): the
-  encoder's token MLPs end in a ReLU, so many token entries are exactly 0, the relative
-  distance |(c - c_q) / (c + 1e-6)| is then ~1e6 there, and lambda is ~0: on our CPU runs
-  anchoring barely moves the tokens (the log's `anchoring_lambda`). Reported, not altered.
-- The samples and the interchange figure use DDIM from the EMA model; the paper's FID
-  protocol is followed for the samples, the figure's layout is ours.
+  fewer: a random part of it each epoch, for CPU runs), the last incomplete batch dropped (ours).
+- The pixel space, `fold`, and every quick/smoke setting (widths, T, epochs, learning rate,
+  units, token size, DyGA's subsample and EM iterations) are CPU settings (ours).
+- GroupNorm groups via gcd for narrow widths; the PCA's sign fixed (ours; the metrics are
+  sign-invariant).
+- The interchange figure's layout (ours); samples and the figure by DDIM from the EMA UNet
+  (as the authors' code).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,7 +111,7 @@ from methods.nets.attention_unet import AttentionUNet
 from methods.nets.diffusion import EMA, NoiseSchedule, ddim_sample
 from methods.nets.encdiff_encoder import EncDiffEncoder
 from methods.nets.gaussian_anchoring import AnchoringSettings, GaussianAnchors
-from methods.nets.vq_autoencoder import KEYS as VQ_KEYS, VQAutoencoder, train_vq_autoencoder
+from methods.nets.vq_autoencoder import KEYS as VQ_KEYS, VQAutoencoder, reconstruction_error, train_vq_autoencoder
 
 SPACES = ("vq", "pixels")
 READOUT_BATCH = 500
@@ -134,11 +168,16 @@ class VQSpace:
 def first_stage(data: RunData, config: dict, run: RunContext) -> VQSpace:
     """The VQ autoencoder of this dataset and configuration, shared by every variant and seed
     of the method on the dataset: loaded from results/<suite>/<dataset>/encdiff/first_stage/,
-    or trained on the fit split and cached there (weights only, written atomically, loaded
-    weights_only). Its seed comes from its settings, not the run, so whichever run trains it
-    trains the same one."""
+    or trained on the fit split less `vq_holdout` random images and cached there (weights only,
+    written atomically, loaded weights_only). Its seed comes from its settings, not the run, so
+    whichever run trains it trains the same one. Its L1 on the held-out images goes into
+    run.json's notes; above `vq_max_l1_ratio` times that of their mean image, the run stops here."""
     settings = {key: config["vq_" + key] for key in VQ_KEYS}
-    digest = hashlib.sha256(json.dumps([data.dataset.name, settings], sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps([data.dataset.name, settings, config["vq_holdout"]],
+                                       sort_keys=True).encode()).hexdigest()
+    images = np.asarray(data.fit.x)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(int(digest[:8], 16))).numpy()
+    held_out, training = images[np.sort(order[:config["vq_holdout"]])], images[np.sort(order[config["vq_holdout"]:])]
     stage_dir = run.dir.parent.parent / "first_stage" / f"vq-{digest[:12]}"
     cache = stage_dir / "autoencoder.pt"
     if cache.exists():
@@ -146,13 +185,31 @@ def first_stage(data: RunData, config: dict, run: RunContext) -> VQSpace:
             model = VQAutoencoder(settings)
         model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
         print(f"first stage: loaded {cache}", file=sys.stderr, flush=True)
-        return VQSpace(model.to(run.device))
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    stage_run = RunContext(stage_dir, int(digest[:8], 16), run.device_setting, digest, run.precision)
-    model = train_vq_autoencoder(np.asarray(data.fit.x), config, stage_run)
-    with atomic_path(cache) as tmp:
-        torch.save(model.state_dict(), tmp)
+        model = model.to(run.device)
+    else:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        stage_run = RunContext(stage_dir, int(digest[:8], 16), run.device_setting, digest, run.precision)
+        model = train_vq_autoencoder(training, config, stage_run)
+        with atomic_path(cache) as tmp:
+            torch.save(model.state_dict(), tmp)
+    check_reconstruction(model, torch.from_numpy(held_out), config, run, cache)
     return VQSpace(model)
+
+
+def check_reconstruction(model: VQAutoencoder, held_out: torch.Tensor, config: dict, run: RunContext,
+                         cache: Path) -> None:
+    """Record the first stage's held-out L1 and refuse a stage that reconstructs no better than
+    `vq_max_l1_ratio` times the held-out images' mean image does."""
+    error = reconstruction_error(model, held_out)
+    run.notes["first_stage"] = {**{key: round(value, 6) for key, value in error.items()},
+                                "held_out": len(held_out), "max_ratio": config["vq_max_l1_ratio"]}
+    print(f"first stage: held-out L1 {error['l1']:.4f} ({error['ratio']:.3f} of the mean image's "
+          f"{error['mean_image_l1']:.4f})", file=sys.stderr, flush=True)
+    if error["ratio"] > config["vq_max_l1_ratio"]:
+        raise RuntimeError(f"encdiff: the VQ first stage reconstructs {len(held_out)} held-out images with L1 "
+                           f"{error['l1']:.4f}, {error['ratio']:.3f} of their mean image's (at most "
+                           f"{config['vq_max_l1_ratio']} allowed): it is under-trained; raise vq_epochs or check "
+                           f"vq_base_lr, then delete {cache.parent} to train it again")
 
 
 # The method -------------------------------------------------------------------------------
@@ -186,6 +243,12 @@ def check_config(config: dict, data: RunData) -> None:
     if config["space"] == "vq" and data.fit.x.shape[1] != 3:
         raise ValueError(f"encdiff: the VQ first stage needs RGB images; dataset '{data.dataset.name}' has "
                          f"{data.fit.x.shape[1]} channel(s); use space: pixels")
+    step_batch = config["vq_batch_size"] * config["vq_accumulate"]
+    if config["space"] == "vq" and not 1 <= config["vq_holdout"] < len(data.fit) - step_batch:
+        raise ValueError(f"encdiff: vq_holdout must be at least 1 and leave the first stage more than one step batch "
+                         f"(vq_accumulate x vq_batch_size) of the {len(data.fit)} images, got {config['vq_holdout']}")
+    if config["vq_max_l1_ratio"] <= 0:
+        raise ValueError(f"encdiff: vq_max_l1_ratio must be positive, got {config['vq_max_l1_ratio']}")
     if config["batch_size"] > len(data.fit):
         raise ValueError(f"encdiff: batch_size {config['batch_size']} is larger than the {len(data.fit)} training images")
     AnchoringSettings.from_config(config)
@@ -213,7 +276,7 @@ class EncDiffMethod(Method):
         training = Training.start(run, lambda: EncDiff(tuple(images.shape[1:]), latent_channels, config), config["lr"],
                                   torch.optim.AdamW)
         model, optimiser, generator = training.model, training.optimiser, training.generator
-        ema = EMA(model, config["ema_decay"])
+        ema = EMA(model.unet, config["ema_decay"])                               # the UNet only, as the official LitEma
         anchors, settings = None, AnchoringSettings.from_config(config)
         if training.extra:
             ema.load_state_dict(training.extra["ema"])
@@ -228,11 +291,12 @@ class EncDiffMethod(Method):
                                   total=config["epochs"] - training.epoch, desc="encdiff epochs"):
             model.train()
             order = torch.randperm(n, generator=generator, device=device)[:steps * batch].view(steps, batch)
-            sums = torch.zeros(2, device=device)
+            sums = torch.zeros(3, device=device)                                  # loss, lambda, share of zero entries
             for step, index in enumerate(order):
                 x = to_signed(images[index])
                 with run.autocast():
                     tokens = model.tokens(x)
+                    zeros = (tokens == 0).float().mean()
                     lam = torch.zeros((), device=device)
                     if anchors is not None:
                         tokens, lam = anchors.anchor(tokens)
@@ -245,20 +309,21 @@ class EncDiffMethod(Method):
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                ema.update(model)
-                sums += torch.stack([loss.detach(), lam.detach().float()])
-            if config["dyga"] and epoch >= 2:
+                ema.update(model.unet)
+                sums += torch.stack([loss.detach(), lam.detach().float(), zeros.detach()])
+            loss_mean, lam_mean, zeros_mean = (sums / steps).tolist()
+            run.log(epoch=epoch, loss=round(loss_mean, 6), anchoring_lambda=f"{lam_mean:.6g}",
+                    zero_token_entries=round(zeros_mean, 6),
+                    components=("" if anchors is None else " ".join(map(str, anchors.n_components.tolist()))))
+            if config["dyga"] and epoch < config["epochs"]:       # refit for the next epoch (after the last: unused)
                 anchors = GaussianAnchors.fit(self.tokens(model, images), generator, settings)
-            loss_mean, lam_mean = (sums / steps).tolist()
-            run.log(epoch=epoch, loss=round(loss_mean, 6), anchoring_lambda=round(lam_mean, 6),
-                    components=("" if anchors is None else round(float(anchors.n_components.float().mean()), 2)))
             if epoch % config["checkpoint_every"] == 0 or epoch == config["epochs"]:
                 extra = {"ema": ema.state_dict(), "torch_rng": torch.get_rng_state()}
                 if anchors is not None:
                     extra["anchors"] = anchors.state_dict()
                 training.save(run, epoch, extra)
 
-        ema.copy_to(model)
+        ema.copy_to(model.unet)                      # samples from the EMA UNet; the scored encoder stays raw
         model.eval()
         return self.readout(model, space, schedule, data, config, generator)
 

@@ -1,6 +1,6 @@
 """Dynamic Gaussian Anchoring (methods/nets/gaussian_anchoring.py): EM against the exact
 statistics of separated clusters, the whole fit on tokens of a known mixture, splitting,
-pruning, the anchoring step (lambda, the move, the gradient), the normalisation and its
+pruning (the official bookkeeping and ours), the anchoring step (lambda, the move, its gradient), the normalisation and its
 subsample, determinism under a generator, and the checkpoint round trip."""
 import io
 
@@ -46,7 +46,7 @@ def test_a_too_wide_component_is_replaced_by_a_two_component_fit_on_its_members(
     one = ga.em(x, spherical(torch.zeros(1, 4, dtype=torch.float64), 1.0), 5, 1e-6)
     members, spread = ga.member_spread(x, ga.responsibilities(x, one))
     assert spread[0] > 1.9 and len(members[0]) == 300          # every point is a member; the spread is about 2
-    settings = AnchoringSettings(split_probability=0.0, split_rounds=1)
+    settings = AnchoringSettings(split_probability=0.0, split_limit=1)
     g = torch.Generator().manual_seed(0)
     replay = torch.Generator().manual_seed(0)
     split = ga.split_components(x, one, g, settings)
@@ -55,23 +55,40 @@ def test_a_too_wide_component_is_replaced_by_a_two_component_fit_on_its_members(
     halves = ga.em(x, ga.initial_mixture(x, 2, replay), settings.em_iterations, settings.reg_covar)
     torch.testing.assert_close(split.means, halves.means)
     torch.testing.assert_close(split.covariances, halves.covariances)
-    torch.testing.assert_close(split.weights, halves.weights)                    # the parent's weight is 1
+    torch.testing.assert_close(split.weights, halves.weights)                    # halved, then renormalised
     wide = torch.linalg.eigvalsh(one.covariances).max()
     assert (torch.linalg.eigvalsh(split.covariances).max(-1).values < wide).all()
 
 
-def test_a_narrow_component_splits_only_at_random_and_never_beyond_the_cap():
+@pytest.mark.parametrize("bookkeeping", ["official", "rounds"])
+def test_a_narrow_component_splits_only_at_random_and_never_beyond_the_cap(bookkeeping):
     x, _ = blobs(torch.zeros(1, 4, dtype=torch.float64), [200], 0.05)
     one = ga.em(x, spherical(torch.zeros(1, 4, dtype=torch.float64), 1.0), 5, 1e-6)
     assert ga.member_spread(x, ga.responsibilities(x, one))[1][0] < 0.5
     g = torch.Generator().manual_seed(0)
-    assert len(ga.split_components(x, one, g, AnchoringSettings(split_probability=0.0))) == 1
-    always = AnchoringSettings(split_probability=1.0, initial_components=1)
-    assert len(ga.split_components(x, one, g, always)) == 8     # 1 -> 2 -> 4 -> 8 in three rounds
-    capped = AnchoringSettings(split_probability=1.0, initial_components=1, max_components=5)
+    never = AnchoringSettings(split_probability=0.0, split_bookkeeping=bookkeeping)
+    assert len(ga.split_components(x, one, g, never)) == 1
+    always = AnchoringSettings(split_probability=1.0, initial_components=1, split_bookkeeping=bookkeeping)
+    # rounds: 1 -> 2 -> 4 -> 8 in three rounds; official: a split that leaves every component narrow
+    # ends its round without counting, so rounds go on up to max_components
+    assert len(ga.split_components(x, one, g, always)) == {"official": 32, "rounds": 8}[bookkeeping]
+    capped = AnchoringSettings(split_probability=1.0, initial_components=1, max_components=5,
+                               split_bookkeeping=bookkeeping)
     split = ga.split_components(x, one, g, capped)
     assert len(split) == 5
     torch.testing.assert_close(split.weights.sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_the_official_bookkeeping_counts_splits_so_wide_components_split_in_one_round():
+    x, _ = blobs(torch.zeros(1, 4, dtype=torch.float64), [2000], 2.0)
+    g = torch.Generator().manual_seed(0)
+    eight = ga.em(x, ga.initial_mixture(x, 8, g), 30, 1e-6)
+    assert (ga.member_spread(x, ga.responsibilities(x, eight))[1] > 0.5).all()  # every component is wide
+    official = ga.split_components(x, eight, g, AnchoringSettings(split_probability=0.0))
+    rounds = ga.split_components(x, eight, g, AnchoringSettings(split_probability=0.0, split_bookkeeping="rounds"))
+    assert len(official) == 16                                  # 8 splits in the first round: past the limit of 3
+    assert len(rounds) == 32                                    # 8 -> 16 -> 32: the limit counts rounds
+    torch.testing.assert_close(official.weights.sum(), torch.tensor(1.0, dtype=torch.float64))
 
 
 def test_pruning_removes_the_components_with_too_little_mass():
@@ -124,7 +141,7 @@ def test_fit_recovers_the_components_of_a_known_mixture():
 def test_tokens_are_normalised_with_the_official_max_based_formula():
     g = torch.Generator().manual_seed(0)
     tokens = torch.randn(300, 2, 4, generator=g, dtype=torch.float64) * torch.tensor([1.0, 5.0])[:, None] + 3
-    anchors = GaussianAnchors.fit(tokens, torch.Generator().manual_seed(0), AnchoringSettings(split_rounds=0))
+    anchors = GaussianAnchors.fit(tokens, torch.Generator().manual_seed(0), AnchoringSettings(split_limit=0))
     for u in range(2):
         top, bottom = tokens[:, u].max(), tokens[:, u].min()
         assert anchors.token_max[u] == top and anchors.token_min[u] == bottom
@@ -139,7 +156,7 @@ def test_large_token_sets_are_fitted_on_a_ten_percent_subsample(monkeypatch):
     fit_mixture = ga.fit_mixture
     monkeypatch.setattr(ga, "fit_mixture", lambda x, g, s: seen.append(len(x)) or fit_mixture(x, g, s))
     tokens = torch.randn(2000, 2, 3, generator=torch.Generator().manual_seed(0))
-    settings = AnchoringSettings(subsample_above=1000, split_rounds=0)
+    settings = AnchoringSettings(subsample_above=1000, split_limit=0)
     anchors = GaussianAnchors.fit(tokens, torch.Generator().manual_seed(0), settings)
     assert seen == [200, 200]
     assert anchors.token_max[0] == tokens[:, 0].max().double()                   # statistics of all tokens
@@ -164,6 +181,8 @@ def test_bad_settings_and_shapes_are_refused():
         AnchoringSettings(max_components=4)
     with pytest.raises(ValueError, match="split_probability"):
         AnchoringSettings(split_probability=1.5)
+    with pytest.raises(ValueError, match="unknown split_bookkeeping 'both'; valid: official, rounds"):
+        AnchoringSettings(split_bookkeeping="both")
     with pytest.raises(ValueError, match=r"tokens must be \(N, units, D\)"):
         GaussianAnchors.fit(torch.zeros(10, 4), torch.Generator())
     with pytest.raises(ValueError, match="5 points cannot seed 8 components"):
@@ -201,8 +220,14 @@ def test_anchoring_moves_each_token_toward_its_component_mean_by_exactly_lambda(
     torch.testing.assert_close(anchored - c, lam * (target - c))                  # the move: lambda of the way
     torch.testing.assert_close(anchored, lam * target + (1 - lam) * c)
 
-    anchored.pow(2).sum().backward()                                              # d/dc = 2 anchored (1 - lambda)
-    torch.testing.assert_close(tokens.grad, 2 * anchored.detach() * (1 - lam))
+    assert lam.requires_grad                                                      # differentiable, as the official
+    anchored.pow(2).sum().backward()
+    reference = tokens.detach().clone().requires_grad_()                          # the official formula, written out
+    ref_lambda = 0.1 * torch.exp(-((reference - expected_target) / (reference + 1e-6)).abs().mean())
+    (ref_lambda * expected_target + (1 - ref_lambda) * reference).pow(2).sum().backward()
+    torch.testing.assert_close(tokens.grad, reference.grad)
+    through_lambda_too = tokens.grad - 2 * anchored.detach() * (1 - lam.detach())
+    assert through_lambda_too.abs().max() > 1e-3                                  # not through (1 - lambda) c only
 
 
 def test_anchoring_is_consistent_with_the_space_of_the_fit():
@@ -210,7 +235,7 @@ def test_anchoring_is_consistent_with_the_space_of_the_fit():
     centres = torch.tensor([[100.0, 90.0], [140.0, 150.0]], dtype=torch.float64)
     x, labels = blobs(centres, [200, 200], 0.5)
     tokens = x[:, None].float()
-    anchors = GaussianAnchors.fit(tokens, torch.Generator().manual_seed(0), AnchoringSettings(split_rounds=0))
+    anchors = GaussianAnchors.fit(tokens, torch.Generator().manual_seed(0), AnchoringSettings(split_limit=0))
     target = anchors.anchor_points(tokens)[:, 0].double()
     assert (target - centres[labels]).norm(dim=1).max() < 1.0                    # each token's own cluster
     anchored, lam = anchors.anchor(tokens)

@@ -71,6 +71,7 @@ def test_failed_run_is_recorded_and_cannot_be_evaluated(data_config, monkeypatch
     from methods.baselines import KMeansBaseline
 
     def explode(self, data, config, run):
+        run.notes["stage"] = {"l1": 0.5}                   # what a method states about its run, kept on failure
         raise FloatingPointError("loss became nan at step 3")
     monkeypatch.setattr(KMeansBaseline, "fit", explode)
     run = RunId("smoke", "digits", "kmeans", "raw", 0)
@@ -80,6 +81,7 @@ def test_failed_run_is_recorded_and_cannot_be_evaluated(data_config, monkeypatch
     run_dir = run.path(data_config["results_dir"])
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed" and record["error"] == "FloatingPointError: loss became nan at step 3"
+    assert record["notes"] == {"stage": {"l1": 0.5}}
     assert not (run_dir / "outputs.npz").exists()
     runner.evaluate(data_config, run)
     result = json.loads((run_dir / "metrics.json").read_text())

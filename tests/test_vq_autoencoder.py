@@ -1,20 +1,22 @@
 """The VQ first stage (methods/nets/vq_autoencoder.py): the paper shapes (64 -> 16), the
 straight-through gradient, the codebook loss, training (usage of the codebook, a falling
-reconstruction loss, the scale factor), resuming, and refused settings."""
+reconstruction loss, the scale factor, LDM's scaled learning rate), the reconstruction error,
+resuming, and refused settings."""
 
 import numpy as np
 import pytest
 import torch
 
 from methods.base import RunContext
-from methods.nets.vq_autoencoder import (GENERATOR_STREAM, KEYS, Codebook, VQAutoencoder, latent_scale_factor, to_unit_range,
-                                         train_vq_autoencoder)
+from bench.config import method_config
+from methods.nets.vq_autoencoder import (GENERATOR_STREAM, KEYS, Codebook, VQAutoencoder, latent_scale_factor, learning_rate,
+                                         reconstruction_error, settings, to_unit_range, train_vq_autoencoder)
 from method_runs import Killed, killed_after, log_rows
 
 PAPER = {"codes": 2048, "channels": 32, "channel_mult": [1, 2, 4], "res_blocks": 2, "latent_channels": 3,
          "mid_attention": True, "commitment": 0.25}
-TINY = {**PAPER, "channels": 8, "channel_mult": [1, 2], "res_blocks": 1, "codes": 64, "lr": 0.002,
-        "batch_size": 8, "epochs": 6, "checkpoint_every": 2}
+TINY = {**PAPER, "channels": 8, "channel_mult": [1, 2], "res_blocks": 1, "codes": 64, "base_lr": 0.00025,
+        "accumulate": 1, "batch_size": 8, "epochs": 6, "checkpoint_every": 2}
 
 
 def vq_config(**overrides) -> dict:
@@ -136,7 +138,33 @@ def test_bad_settings_are_refused_before_training(tmp_path):
         train_vq_autoencoder(squares(16)[:, :1], vq_config(), run)
     with pytest.raises(ValueError, match="not divisible by 2"):
         train_vq_autoencoder(squares(16, side=15), vq_config(), run)
-    with pytest.raises(ValueError, match="batch_size 8 is larger than the 4"):
+    with pytest.raises(ValueError, match="vq_accumulate x vq_batch_size 8 is larger than the 4"):
         train_vq_autoencoder(squares(4), vq_config(), run)
     assert not (tmp_path / "train_log.csv").exists()
     assert set(KEYS) <= {key[3:] for key in vq_config()}
+
+
+def test_the_stage_trains_at_ldms_scaled_rate_on_accumulated_batches(tmp_path, monkeypatch):
+    seen = []
+    forward = VQAutoencoder.forward
+    monkeypatch.setattr(VQAutoencoder, "forward", lambda self, x: seen.append(len(x)) or forward(self, x))
+    train_vq_autoencoder(squares(32), vq_config(base_lr=1e-4, accumulate=2, batch_size=4, epochs=1),
+                         RunContext(tmp_path, 0, "cpu"))
+    assert float(log_rows(tmp_path)[0]["lr"]) == pytest.approx(1e-4 * 2 * 4)      # base x accumulate x batch
+    assert seen == [8] * 4                                                         # 2 x 4 images a step
+    paper = settings(method_config("encdiff", "encdiff+sd+dyga"), "vq_")
+    assert learning_rate(paper) == pytest.approx(4.5e-6 * 2 * 128)                 # 1.152e-3, LDM main.py's
+
+
+def test_the_reconstruction_error_is_the_mean_absolute_error_beside_the_mean_images():
+    torch.manual_seed(0)
+    model = VQAutoencoder(TINY).eval()
+    images = torch.from_numpy(squares(10))
+    error = reconstruction_error(model, images, chunk=3)
+    x = to_unit_range(images)
+    with torch.no_grad():
+        expected = (model(x)[0] - x).abs().mean().item()
+    baseline = (x - x.mean(0)).abs().mean().item()
+    assert error["l1"] == pytest.approx(expected, rel=1e-5)
+    assert error["mean_image_l1"] == pytest.approx(baseline, rel=1e-5)
+    assert error["ratio"] == pytest.approx(expected / baseline, rel=1e-5)

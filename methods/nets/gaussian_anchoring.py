@@ -9,8 +9,8 @@ code (youngjun-jun/dis-dis, `ldm/modules/gaussian/DyGA.py`) was read for facts o
 One Gaussian mixture with full covariances per latent unit, over that unit's D-dimensional
 tokens (D = 32 in the paper). `GaussianAnchors.fit(tokens, generator)` fits all of them from
 tokens of shape (N, units, D); `anchors.anchor(tokens)` is the forward-pass step. When to fit
-(from scratch at the end of every epoch after the first, on the whole dataset's tokens) is the
-training loop's business, not this module's.
+(from scratch at the end of every epoch, the first included, on the whole dataset's tokens) is
+the training loop's business, not this module's.
 
 Fit, per unit (spec facts):
 - normalise the unit's tokens: (x - max) / (max - min + 1e-6), max and min over all of the
@@ -19,16 +19,22 @@ Fit, per unit (spec facts):
 - when N > 100,000 fit on a random 10% of the tokens (normalisation statistics from all N);
 - K = 8 initial components: means = K distinct random tokens, identity covariances, equal
   weights; 30 EM iterations;
-- up to 3 rounds of splitting while K < 32: a component splits when the mean distance of its
-  members (responsibility > 0.5) to their centroid exceeds 0.5, or at random with probability
-  0.5; a split replaces it by a 2-component mixture fitted by EM (30 iterations, initial means =
-  2 random members, identity covariances, equal weights) on its members;
+- splitting while K < 32: a component splits when the mean distance of its members
+  (responsibility > 0.5) to their centroid exceeds 0.5, or at random with probability 0.5; a
+  split replaces it by a 2-component mixture fitted by EM (30 iterations, initial means = 2
+  random members, identity covariances, equal weights) on its members. The official loop
+  (`split_bookkeeping: official`, the default; `split_as_official`) counts *splits* against its
+  limit of 3, so after a first round with three or more splits it stops (K about 12-16), unless
+  a split leaves every component narrow (then that split does not count, and rounds go on);
 - prune the components whose total responsibility is below 10; then 30 more EM iterations.
 
 Anchoring (the forward pass, spec facts): c_q = the mean of the most responsible component of
 each token (hard assignment); lambda = 0.1 exp(-mean |(c - c_q) / (c + 1e-6)|), one scalar per
 batch (the mean runs over batch, units and token dimensions); c <- lambda c_q + (1 - lambda) c.
-c_q and lambda are detached, so the gradient reaches the encoder through (1 - lambda) c only.
+c_q (a hard assignment) carries no gradient; lambda is differentiable, as in the official
+forward pass (no no_grad there; the spec's "through (1 - lambda) c only" was wrong). Where a
+token entry is exactly 0 (the token MLPs end in a ReLU) |(c - c_q) / (c + 1e-6)| is ~1e6 and
+lambda ~0, in the official code too: the training loop logs lambda.
 
 Which space the means live in (our reading; the official code is inconsistent here):
 the mixtures are fitted, and store their means, in the normalised space. At anchoring time a
@@ -38,22 +44,23 @@ the mixing all live in token space. The official code instead normalises each tr
 with that batch's own max and min and then mixes the normalised-space mean with the raw token
 (c and c_q in different spaces); we keep the statistics of the fit and one space.
 
-Other deviations and readings, each small:
+Other deviations and readings, each small (all ours unless marked):
 - Covariance regulariser: `reg_covar` (1e-6) times the identity is added to every covariance
   the M-step computes, so that a component with fewer members than dimensions (tokens of one
   unit lie near a one-dimensional curve) stays positive definite. The official code adds 1e-6
   in the E-step only, and gives a component whose covariance fails to factor log-density -inf;
   ours raises an error naming the unit instead (it cannot happen with the regulariser).
 - Empty components: the M-step divides by (mass + 10 * machine epsilon), as scikit-learn does.
-- Splitting bookkeeping: within a round, members and spreads come from one E-step of the
-  mixture as it was at the start of the round, and every chosen component is split (in order,
-  until K reaches 32); a child's weight is the parent's weight times its weight in the
-  2-component fit. The official loop recomputes after every split, shifts indices as it
-  deletes, and renormalises halved weights; it also counts rounds per split. The random draw
-  is made for every component (the official one only where the spread test fails).
+- Splitting: `split_bookkeeping: rounds` (ours, kept for comparison) runs up to `split_limit`
+  rounds on one E-step each, splits every chosen component, and weighs a child by its parent's
+  weight times its own (it reaches up to 32 components where the official loop stops at about
+  12-16). In both, the random draw is made for every component (the official one only where
+  the spread test fails: the same distribution); in the official bookkeeping a round that
+  splits nothing ends the loop (the official one would go round again), and an empty
+  component's spread is 0 (the official NaN keeps a round from ending early).
 - The spread of a component is its members' mean distance to the members' centroid (the
   official `calculate_density_measure`), which the spec words as "to its mean".
-- A component with fewer than 2 members is never split (as in the official code).
+- A component with fewer than 2 members is never split (as the authors' code).
 - Pruning keeps at least the heaviest component, so that a unit never ends with none.
 - Arithmetic in float64 (the mixtures are stored in float64); anchored tokens keep the dtype
   of the input.
@@ -81,6 +88,7 @@ import torch
 NORMALISE_EPS = 1e-6          # the official normalisation's denominator term
 RELATIVE_EPS = 1e-6           # lambda's (c + 1e-6)
 CHUNK_ROWS = 4096             # rows per E-step chunk of one unit: bounds memory to K x CHUNK_ROWS x D
+SPLIT_BOOKKEEPING = ("official", "rounds")
 ASSIGN_ROWS = 512             # tokens per assignment chunk of all units: U x K x ASSIGN_ROWS x D
 
 
@@ -90,7 +98,8 @@ class AnchoringSettings:
     initial_components: int = 8
     max_components: int = 32
     em_iterations: int = 30
-    split_rounds: int = 3
+    split_limit: int = 3              # the official loop's limit on splits (ours: on rounds); see split_components
+    split_bookkeeping: str = "official"   # official, or rounds (ours)
     split_spread: float = 0.5         # split when members' mean distance to their centroid exceeds this
     split_probability: float = 0.5    # ... or at random with this probability
     min_mass: float = 10.0            # prune components whose total responsibility is below this
@@ -102,8 +111,11 @@ class AnchoringSettings:
         for name in ("initial_components", "max_components", "em_iterations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"gaussian anchoring: {name} must be at least 1, got {getattr(self, name)}")
-        if self.split_rounds < 0 or self.min_mass < 0 or self.reg_covar <= 0:
-            raise ValueError("gaussian anchoring: split_rounds and min_mass must be at least 0, reg_covar positive")
+        if self.split_limit < 0 or self.min_mass < 0 or self.reg_covar <= 0:
+            raise ValueError("gaussian anchoring: split_limit and min_mass must be at least 0, reg_covar positive")
+        if self.split_bookkeeping not in SPLIT_BOOKKEEPING:
+            raise ValueError(f"gaussian anchoring: unknown split_bookkeeping '{self.split_bookkeeping}'; "
+                             f"valid: {', '.join(SPLIT_BOOKKEEPING)}")
         if not 0 <= self.split_probability <= 1 or not 0 < self.subsample_fraction <= 1:
             raise ValueError("gaussian anchoring: split_probability must lie in [0, 1], subsample_fraction in (0, 1]")
         if self.max_components < self.initial_components:
@@ -196,24 +208,70 @@ def member_spread(x: torch.Tensor, resp: torch.Tensor) -> tuple[list[torch.Tenso
     return members, spread
 
 
+def split_in_two(members: torch.Tensor, generator: torch.Generator, settings: AnchoringSettings) -> Mixture:
+    """The 2-component fit that replaces a split component: EM from 2 random members."""
+    return em(members, initial_mixture(members, 2, generator), settings.em_iterations, settings.reg_covar)
+
+
+def chosen_for_split(spread: torch.Tensor, generator: torch.Generator, settings: AnchoringSettings) -> torch.Tensor:
+    """The components that are too wide or drawn at random (a bool per component)."""
+    coin = torch.rand(len(spread), generator=generator, device=generator.device).to(spread.device)
+    return (spread > settings.split_spread) | (coin < settings.split_probability)
+
+
 def split_components(x: torch.Tensor, mixture: Mixture, generator: torch.Generator,
                      settings: AnchoringSettings) -> Mixture:
-    """Up to `split_rounds` rounds, while K < max_components: every component that is too wide,
-    or drawn at random, is replaced by a 2-component mixture fitted on its members."""
-    for _ in range(settings.split_rounds):
+    """Replace too wide, or randomly drawn, components by 2-component fits on their members,
+    with the official bookkeeping or ours (`settings.split_bookkeeping`)."""
+    split = split_as_official if settings.split_bookkeeping == "official" else split_in_rounds
+    return split(x, mixture, generator, settings)
+
+
+def split_as_official(x: torch.Tensor, mixture: Mixture, generator: torch.Generator,
+                      settings: AnchoringSettings) -> Mixture:
+    """The official loop: rounds while fewer than `split_limit` splits are done and K <
+    max_components; in a round, the chosen indices are taken in turn from the mixture as it
+    changes (a split deletes the component and appends its halves at half weight, then all
+    weights are renormalised); after each split the round ends early when every component's
+    spread is within split_spread, and only a split that does not end it counts. Ours: a round
+    that splits nothing ends the loop (the official one would go round again)."""
+    splits = 0
+    while splits < settings.split_limit and len(mixture) < settings.max_components:
+        split_any, resp = False, responsibilities(x, mixture)         # resp always of the current mixture
+        for k in chosen_for_split(member_spread(x, resp)[1], generator, settings).nonzero().flatten().tolist():
+            members = x[resp[:, k] > 0.5]
+            if len(members) < 2:
+                continue
+            halves, keep = split_in_two(members, generator, settings), torch.arange(len(mixture), device=x.device) != k
+            weights = torch.cat([mixture.weights[keep], halves.weights / 2])
+            mixture = Mixture(torch.cat([mixture.means[keep], halves.means]),
+                              torch.cat([mixture.covariances[keep], halves.covariances]), weights / weights.sum())
+            split_any, resp = True, responsibilities(x, mixture)
+            if (member_spread(x, resp)[1] <= settings.split_spread).all():
+                break
+            splits += 1
+        if not split_any:
+            break
+    return mixture
+
+
+def split_in_rounds(x: torch.Tensor, mixture: Mixture, generator: torch.Generator,
+                    settings: AnchoringSettings) -> Mixture:
+    """Ours: up to `split_limit` rounds, while K < max_components, each on one E-step of the
+    mixture at the round's start: every chosen component is replaced by its halves (in order,
+    until K reaches max_components), a child weighing its parent's weight times its own."""
+    for _ in range(settings.split_limit):
         if len(mixture) >= settings.max_components:
             break
         members, spread = member_spread(x, responsibilities(x, mixture))
-        coin = torch.rand(len(mixture), generator=generator, device=generator.device).to(x.device)
-        chosen = (spread > settings.split_spread) | (coin < settings.split_probability)
+        chosen = chosen_for_split(spread, generator, settings)
         if not chosen.any():
             break
         parts, size = [], len(mixture)
         for k in range(len(mixture)):
             whole = Mixture(mixture.means[k:k + 1], mixture.covariances[k:k + 1], mixture.weights[k:k + 1])
             if chosen[k] and len(members[k]) >= 2 and size < settings.max_components:
-                halves = em(members[k], initial_mixture(members[k], 2, generator), settings.em_iterations,
-                            settings.reg_covar)
+                halves = split_in_two(members[k], generator, settings)
                 whole = Mixture(halves.means, halves.covariances, mixture.weights[k] * halves.weights)
                 size += 1
             parts.append(whole)
@@ -330,10 +388,10 @@ class GaussianAnchors:
         return self.token_means()[torch.arange(self.units, device=index.device), index].to(tokens)
 
     def anchor(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lambda c_q + (1 - lambda) c, lambda): gradient to the tokens through (1 - lambda) c only."""
+        """(lambda c_q + (1 - lambda) c, lambda): the gradient reaches the tokens through lambda
+        and (1 - lambda) c, as in the official forward pass (c_q, a hard assignment, has none)."""
         target = self.anchor_points(tokens)
-        with torch.no_grad():
-            lam = 0.1 * torch.exp(-((tokens - target) / (tokens + RELATIVE_EPS)).abs().mean())
+        lam = 0.1 * torch.exp(-((tokens - target) / (tokens + RELATIVE_EPS)).abs().mean())
         return lam * target + (1 - lam) * tokens, lam
 
     # Checkpoints: tensors only.

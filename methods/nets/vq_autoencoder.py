@@ -7,8 +7,15 @@ Spec: ../shared/specs/dyga.md ("First stage: a VQ autoencoder maps 64x64x3 image
 latents (2048 codes, ch 32, ch_mult [1,2,4], 2 res blocks, no attention; latent rescaled by
 1/std of the first batch)"). Facts also read from the authors' `configs/autoencoder/shapes3d.yaml`
 (youngjun-jun/dis-dis): embed_dim 3, n_embed 2048, z_channels 3, dropout 0, codebook_weight 1,
-base_learning_rate 4.5e-6 x batch 128 x 2 accumulated batches (LDM's main.py scales it to 1.152e-3
-on one GPU), an LPIPS + patch-GAN loss (disc_weight 0.75, disc_start 0).
+base_learning_rate 4.5e-6, batch 128, 2 accumulated batches, an LPIPS + patch-GAN loss
+(disc_weight 0.75, disc_start 0).
+
+Learning rate: LDM's main.py (its `--scale_lr`, on by default for the first stage) trains at
+base_learning_rate x accumulated batches x GPUs x batch: 4.5e-6 x 2 x 1 x 128 = 1.152e-3 on one
+GPU. `learning_rate(stage)` computes the same from `base_lr`, `accumulate` and `batch_size` (one
+GPU); each optimiser step takes `accumulate` x `batch_size` images at once, which gives the
+accumulated gradient exactly (LDM's accumulation averages the batches' losses, and this network
+has no batch statistics: GroupNorm only).
 
 Networks (channels c = `channels`, mults m = `channel_mult`, r = `res_blocks`):
 - res block: GroupNorm, SiLU, conv 3x3, GroupNorm, SiLU, conv 3x3, plus the input (through a
@@ -40,8 +47,8 @@ Deviations, each stated:
   (the paper uses LDM's VQLPIPSWithDiscriminator); reconstructions are therefore blurrier.
 - Commitment weight on |h - sg(e)|^2, as in the VQ-VAE paper and the spec; LDM's
   VectorQuantizer2 defaults to `legacy=True`, which puts beta on the codebook term instead.
-- No gradient accumulation; Adam with LDM's autoencoder betas (0.5, 0.9); the learning rate and
-  batch size come from the config, whose paper values are the caller's to set.
+- Accumulated batches run as one batch (the same gradient, more memory; see above); Adam with
+  LDM's autoencoder betas (0.5, 0.9).
 - Every random draw (weight initialisation, batch order, the scale-factor batch) from the
   run's seed: a torch.Generator seeded from `run.rng(GENERATOR_STREAM)`, so the stage's stream
   is independent of the method's own generator seeded with run.seed.
@@ -67,7 +74,7 @@ from methods.vae import check_batch, train_epochs
 GENERATOR_STREAM = 17                 # run.rng stream that seeds this stage's torch generator
 ADAM_BETAS = (0.5, 0.9)               # LDM's autoencoder optimiser
 KEYS = ("codes", "channels", "channel_mult", "res_blocks", "latent_channels", "mid_attention", "commitment",
-        "lr", "batch_size", "epochs", "checkpoint_every")
+        "base_lr", "accumulate", "batch_size", "epochs", "checkpoint_every")
 LOG_COLUMNS = ("loss", "l1", "codebook", "codes_used")
 
 
@@ -208,14 +215,36 @@ def settings(config: dict, prefix: str) -> dict:
     if missing:
         raise ValueError(f"vq autoencoder: the config lacks {', '.join(missing)}")
     stage = {key: config[prefix + key] for key in KEYS}
-    for key in ("codes", "channels", "res_blocks", "latent_channels", "batch_size", "epochs", "checkpoint_every"):
+    for key in ("codes", "channels", "res_blocks", "latent_channels", "accumulate", "batch_size", "epochs",
+                "checkpoint_every"):
         if stage[key] < 1:
             raise ValueError(f"vq autoencoder: {prefix}{key} must be at least 1, got {stage[key]}")
     if not stage["channel_mult"] or min(stage["channel_mult"]) < 1:
         raise ValueError(f"vq autoencoder: {prefix}channel_mult must be a non-empty list of positive integers")
-    if stage["lr"] <= 0 or stage["commitment"] < 0:
-        raise ValueError(f"vq autoencoder: {prefix}lr must be positive and {prefix}commitment at least 0")
+    if stage["base_lr"] <= 0 or stage["commitment"] < 0:
+        raise ValueError(f"vq autoencoder: {prefix}base_lr must be positive and {prefix}commitment at least 0")
     return stage
+
+
+def learning_rate(stage: dict) -> float:
+    """LDM main.py's scaled rate on one GPU: base rate x accumulated batches x batch size."""
+    return stage["base_lr"] * stage["accumulate"] * stage["batch_size"]
+
+
+@torch.no_grad()
+def reconstruction_error(model: VQAutoencoder, images: torch.Tensor, chunk: int = 256) -> dict[str, float]:
+    """Mean |x - x_hat| over uint8 images (in [-1, 1] units), beside that of the images' own mean
+    image (what a first stage that learned nothing would reach), and their ratio."""
+    model.eval()
+    device = model.scale_factor.device
+    total = mean = 0.0
+    average = sum(to_unit_range(part.to(device)).sum(0) for part in images.split(chunk)) / len(images)
+    for part in images.split(chunk):
+        x = to_unit_range(part.to(device))
+        total += float((model(x)[0] - x).abs().sum())
+        mean += float((average - x).abs().sum())
+    return {"l1": total / images[0].numel() / len(images), "mean_image_l1": mean / images[0].numel() / len(images),
+            "ratio": total / mean}
 
 
 @torch.no_grad()
@@ -240,14 +269,15 @@ def train_vq_autoencoder(images: np.ndarray | torch.Tensor, config: dict, run: R
         raise ValueError(f"vq autoencoder: needs uint8 images N x 3 x H x W, got {images.dtype} {tuple(images.shape)}")
     if images.shape[2] % 2 ** levels or images.shape[3] % 2 ** levels:
         raise ValueError(f"vq autoencoder: image sides {tuple(images.shape[2:])} are not divisible by {2 ** levels}")
-    check_batch("vq autoencoder", prefix + "batch_size", stage["batch_size"], len(images))
+    step_batch = stage["accumulate"] * stage["batch_size"]
+    check_batch("vq autoencoder", f"{prefix}accumulate x {prefix}batch_size", step_batch, len(images))
     device = run.device
     images = images.to(device)
     seed = int(run.rng(GENERATOR_STREAM).integers(2 ** 62))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VQAutoencoder(stage).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=stage["lr"], betas=ADAM_BETAS)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate(stage), betas=ADAM_BETAS)
     generator = torch.Generator(device=device).manual_seed(seed)
     if save is None:
         state, save = run.load_checkpoint(), run.save_checkpoint
@@ -270,7 +300,7 @@ def train_vq_autoencoder(images: np.ndarray | torch.Tensor, config: dict, run: R
               "generator": generator.get_state(), "epoch": epoch})
 
     model.train()
-    train_epochs(run, prefix + "autoencoder", terms, optimiser, generator, len(images), stage["batch_size"],
+    train_epochs(run, prefix + "autoencoder", terms, optimiser, generator, len(images), step_batch,
                  range(done + 1, stage["epochs"] + 1), checkpoint, stage["checkpoint_every"], LOG_COLUMNS)
     model.eval()
     first = torch.randperm(len(images), generator=generator, device=generator.device)[:stage["batch_size"]]
