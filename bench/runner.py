@@ -41,7 +41,9 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
     """Train one run and write its outputs; a completed run with the same config is kept."""
     method_cfg = method_config(run.method, run.variant, load_methods())
     dataset = datasets.get(run.dataset)
-    manifest = dataset.manifest(config["data_dir"])            # fails early when not prepared
+    # Checked against the files before the run directory is touched: a dataset that is not
+    # prepared, or is no longer what its manifest says, stops the run here.
+    manifest = dataset.manifest(config["data_dir"])
     fit_split, score_split = (dataset.split_name(method_cfg[k]) for k in ("fit_split", "score_split"))
     method = methods.get(run.method)
     run_dir = run.path(config["results_dir"])
