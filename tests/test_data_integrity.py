@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 import common.files
@@ -152,3 +153,26 @@ def test_a_recorded_file_is_checked_before_it_is_read(tmp_path):
     record_path(path).unlink()
     with pytest.raises(IntegrityError, match="no record of its sha256"):
         check_recorded(path, "delete it")
+
+
+class TinyRGB(datasets.Dataset):
+    name = "tiny_rgb"
+
+
+def test_a_damaged_encdiff_first_stage_is_refused_before_it_is_loaded(tmp_path):
+    from bench.config import method_config
+    from methods.base import RunContext, RunData
+    from methods.encdiff import first_stage
+    images = np.random.default_rng(0).integers(0, 256, (64, 3, 16, 16), dtype=np.uint8)
+    data = RunData(TinyRGB(), datasets.Split("all", images), datasets.Split("all", images))
+    config = method_config("encdiff", "smoke")
+    runs = [RunContext(tmp_path / "tiny_rgb" / "encdiff" / variant / "seed0", 0, "cpu") for variant in ("a", "b")]
+    for run in runs:
+        run.dir.mkdir(parents=True)
+    first_stage(data, config, runs[0])
+    [cache] = (tmp_path / "tiny_rgb" / "encdiff" / "first_stage").glob("vq-*/autoencoder.pt")
+    with open(cache, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(IntegrityError, match=rf"{cache}(.|\n)*delete {cache.parent}"):
+        first_stage(data, config, runs[1])
