@@ -176,3 +176,14 @@ def test_a_damaged_encdiff_first_stage_is_refused_before_it_is_loaded(tmp_path):
         f.write(b"\x00\x01\x02")
     with pytest.raises(IntegrityError, match=rf"{cache}(.|\n)*delete {cache.parent}"):
         first_stage(data, config, runs[1])
+
+
+def test_snakemake_prepares_a_damaged_dataset_again_and_then_has_nothing_to_do(tmp_path):
+    from smoke_suite import snakemake
+    target = "data/blobs/manifest.json"
+    snakemake(tmp_path, "--cores", "1", target)
+    truncate({"data_dir": str(tmp_path / "data")})
+    done = snakemake(tmp_path, "--cores", "1", target)
+    assert "rule mark_damaged" in done and "rule prepare" in done
+    assert datasets.get("blobs").differences(tmp_path / "data", full=True)[1] == []
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", target)
