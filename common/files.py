@@ -58,7 +58,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text(path, json_text(obj))
+
+
+def json_text(obj) -> str:
+    """The text that `write_json` writes: indented by two spaces, keys sorted."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
 
 
 def _json_default(obj):
@@ -99,13 +104,13 @@ def file_mismatch(path: str | os.PathLike, record: dict, full: bool = False) -> 
 
     The size and stamp are compared; a file whose stamp differs (touched, copied, edited in
     place, truncated) is hashed, and so is every file when `full`."""
-    path = Path(path)
     try:
         stat = os.stat(path)
     except FileNotFoundError:
         return f"{path} is missing (recorded sha256 {record['sha256']})"
-    if not full and _stamp(stat) == {"size": record["size"], "mtime_ns": record["mtime_ns"]}:
+    if not full and stat.st_size == record["size"] and stat.st_mtime_ns == record["mtime_ns"]:
         return None
+    path = Path(path)
     digest = sha256_file(path) if full else _sha256_of(path, stat)
     if digest == record["sha256"]:
         return None

@@ -59,13 +59,13 @@ def delete(config):
 
 
 def edit_the_manifest(config):
-    """A hand edit that keeps the manifest consistent with itself: another digest for a file,
-    and the dataset digest to match."""
+    """A hand edit that keeps the manifest consistent with itself and its layout: another
+    digest for a file, and the dataset digest to match."""
     path = os.path.join(blobs_dir(config), "manifest.json")
     manifest = json.loads(open(path).read())
     manifest["files"]["all.x.npy"]["sha256"] = "0" * 64
     manifest["digest"] = common.files.sha256_json({k: v["sha256"] for k, v in manifest["files"].items()})
-    open(path, "w").write(json.dumps(manifest))
+    open(path, "w").write(common.files.json_text(manifest))
     return "was edited after preparation"
 
 
