@@ -1,6 +1,7 @@
 """Prepared data and cached artefacts are checked before use: a flipped byte, a truncated or
 missing file and a hand-edited manifest are refused with what differs and the fix, before the
-run directory is touched; an intact load only stats its files; `data verify` hashes them all."""
+run directory is touched; an intact load only stats its files; `data verify` hashes them all;
+a run's outputs.npz and the cached first stage of EncDiff are checked against their records."""
 import json
 import os
 import shutil
@@ -136,6 +137,16 @@ def test_evaluate_refuses_damaged_data_too(data_config):
     with pytest.raises(IntegrityError, match="all.x.npy"):
         runner.evaluate(data_config, RUN)
     assert not (RUN.path(data_config["results_dir"]) / "metrics.json").exists()
+
+
+def test_evaluate_refuses_outputs_changed_since_training(data_config):
+    run_dir = runner.train(data_config, RUN, force=True)
+    with open(run_dir / "outputs.npz", "r+b") as f:
+        f.seek(40)
+        f.write(b"\x00\x01")
+    with pytest.raises(IntegrityError, match=r"outputs.npz has sha256(.|\n)*--seed 0 --force"):
+        runner.evaluate(data_config, RUN)
+    assert not (run_dir / "metrics.json").exists()
 
 
 def test_a_recorded_file_is_checked_before_it_is_read(tmp_path):
