@@ -198,3 +198,15 @@ def test_snakemake_prepares_a_damaged_dataset_again_and_then_has_nothing_to_do(t
     assert "rule mark_damaged" in done and "rule prepare" in done
     assert datasets.get("blobs").differences(tmp_path / "data", full=True)[1] == []
     assert "Nothing to be done" in snakemake(tmp_path, "-n", target)
+
+
+def test_a_damaged_feature_classifier_cache_is_refused_before_it_is_loaded(tmp_path):
+    from evaluation import generation
+    images = np.random.default_rng(0).integers(0, 256, (32, 1, 8, 8), dtype=np.uint8)
+    labels = np.arange(32) % 2
+    cache = tmp_path / "feature_classifier.pt"
+    generation.classifier(images, labels, cache, epochs=1)
+    generation.classifier(images, labels, cache, epochs=1)              # intact: loaded
+    os.truncate(cache, cache.stat().st_size - 1)
+    with pytest.raises(IntegrityError, match=rf"{cache} has sha256(.|\n)*delete {cache}"):
+        generation.classifier(images, labels, cache, epochs=1)
