@@ -96,7 +96,8 @@ class IntegrityError(RuntimeError):
 
 def file_record(path: str | os.PathLike) -> dict:
     """What a later reader checks the file at `path` against: its sha256, size and stamp."""
-    return {"sha256": sha256_file(path), **_stamp(os.stat(path))}
+    stat = os.stat(path)
+    return {"sha256": sha256_file(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def file_mismatch(path: str | os.PathLike, record: dict, full: bool = False) -> str | None:
@@ -143,10 +144,6 @@ def check_recorded(path: str | os.PathLike, fix: str) -> None:
 def record_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".record.json")
-
-
-def _stamp(stat: os.stat_result) -> dict:
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 # Digests of files hashed in this process, by everything that changes when a file is written

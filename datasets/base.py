@@ -120,10 +120,10 @@ class Dataset:
 
     # Loading -----------------------------------------------------------------------------
 
-    def manifest(self, data_dir: str | os.PathLike, full: bool = False) -> dict:
+    def manifest(self, data_dir: str | os.PathLike) -> dict:
         """The prepared dataset's manifest, once the files agree with it (see `differences`);
         raises IntegrityError naming every difference and the fix."""
-        manifest, problems = self.differences(data_dir, full)
+        manifest, problems = self.differences(data_dir)
         if problems:
             raise IntegrityError(
                 f"dataset '{self.name}' does not match its manifest ({Path(data_dir) / self.name / 'manifest.json'}):\n"

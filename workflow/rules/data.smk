@@ -2,9 +2,8 @@ import functools
 import glob
 import os
 
-from common.files import sha256_json
-
 import datasets as dataset_registry
+from common.files import sha256_json
 
 
 @functools.cache
@@ -13,7 +12,7 @@ def damage(dataset):
     nothing does or it is not prepared): the check every load makes (sizes and stamps, a file
     whose stamp changed hashed again), made when the workflow is planned."""
     try:
-        manifest, problems = dataset_registry.get(dataset).differences(DATA)
+        problems = dataset_registry.get(dataset).differences(DATA)[1]
     except dataset_registry.DatasetNotPrepared:
         return ""
     # The manifest's own stamp is part of the key: the same damage after a new preparation
