@@ -70,7 +70,13 @@ def edit_the_manifest(config):
     return "was edited after preparation"
 
 
-@pytest.mark.parametrize("damage", [flip_a_byte, truncate, delete, edit_the_manifest])
+def cut_the_manifest_short(config):
+    path = os.path.join(blobs_dir(config), "manifest.json")
+    os.truncate(path, os.path.getsize(path) // 2)
+    return "manifest.json is not valid JSON"
+
+
+@pytest.mark.parametrize("damage", [flip_a_byte, truncate, delete, edit_the_manifest, cut_the_manifest_short])
 def test_damaged_data_stops_the_run_before_its_directory_is_touched(data_config, damage):
     recorded = json.loads(open(os.path.join(blobs_dir(data_config), "manifest.json")).read())["files"]
     what = damage(data_config)
@@ -111,15 +117,17 @@ def test_an_intact_load_hashes_nothing_and_a_touched_file_is_hashed_once(data_co
     assert [os.path.basename(p) for p in hashed] == ["all.x.npy"]
 
 
-def test_verify_hashes_in_full_what_the_stamp_check_cannot_see(data_config):
+def test_verify_hashes_in_full_what_the_stamp_check_cannot_see_and_lists_unknown_files(data_config):
     path = os.path.join(blobs_dir(data_config), "all.x.npy")
     stamp = os.stat(path)
     flip_a_byte(data_config)
     os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))          # the old stamp put back
     blobs = datasets.get("blobs")
     blobs.load(data_config["data_dir"])                                 # the cheap check trusts the stamp
+    shutil.copy(path, os.path.join(blobs_dir(data_config), "extra.x.npy"))
     _, problems = blobs.differences(data_config["data_dir"], full=True)
-    assert len(problems) == 1 and "all.x.npy" in problems[0]
+    assert len(problems) == 2 and "all.x.npy has sha256" in problems[0]
+    assert problems[1].endswith("extra.x.npy is not in the manifest")
 
 
 def test_an_unsealed_manifest_is_refused_with_the_fix(data_config):
