@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("dvc", write_dvc, "write dvc.yaml for a suite (default: config/config.yaml's)", suite=True).add_argument(
         "--output", default=str(cfg.REPO / "dvc.yaml"), help="default: dvc.yaml at the repository root")
 
-    data = commands.add_parser("data", help="list, prepare or verify datasets").add_subparsers(required=True, metavar="action")
+    data = commands.add_parser("data", help="list, prepare or verify datasets").add_subparsers(
+        required=True, metavar="action")
     sub = data.add_parser("list", parents=[common], help="every dataset, prepared or not")
     sub.set_defaults(command=list_data)
     sub = data.add_parser("prepare", parents=[common], help="download (if needed) and prepare datasets")
@@ -190,7 +191,8 @@ def prepare_data(config, args):
 def verify_data(config, args):
     """Per dataset, OK or every difference from its manifest; exit status 1 if any differs."""
     import datasets
-    names = args.names or [name for name in datasets.DATASETS if (Path(config["data_dir"]) / name / "manifest.json").exists()]
+    prepared = [name for name in datasets.DATASETS if (Path(config["data_dir"]) / name / "manifest.json").exists()]
+    names = args.names or prepared
     damaged = 0
     for name in names:
         dataset = datasets.get(name)
@@ -199,8 +201,10 @@ def verify_data(config, args):
         except datasets.DatasetNotPrepared:
             problems = ["not prepared"]
         damaged += bool(problems)
-        print(f"{name}: OK" if not problems else f"{name}: DIFFERS\n" + "".join(f"  - {p}\n" for p in problems).rstrip())
+        print(f"{name}: OK" if not problems else f"{name}: DIFFERS" + "".join(f"\n  - {p}" for p in problems))
+    if not names:
+        print(f"no prepared datasets in {config['data_dir']}")
     if damaged:
-        print(f"{damaged} dataset(s) differ from their manifests; prepare them again with "
+        print(f"{damaged} of {len(names)} dataset(s) not prepared or not as prepared; prepare them with "
               f"`python -m bench data prepare NAME --force`", file=sys.stderr)
     return 1 if damaged else 0

@@ -29,7 +29,8 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 
-from common.files import IntegrityError, atomic_directory, file_mismatch, file_record, json_text, sha256_json, write_json
+from common.files import (IntegrityError, atomic_directory, file_mismatch, file_record, json_text, sha256_json,
+                          write_json)
 from datasets.download import Downloader, Remote
 from datasets.factors import FactorSpace
 
@@ -156,7 +157,8 @@ class Dataset:
                               f"its seal is {manifest['seal']}"]
         problems = [file_mismatch(root / name, record, full) for name, record in manifest["files"].items()]
         if full:
-            problems += [f"{p} is not in the manifest" for p in sorted(root.glob("*.npy")) if p.name not in manifest["files"]]
+            unknown = [p for p in sorted(root.glob("*.npy")) if p.name not in manifest["files"]]
+            problems += [f"{p} is not in the manifest" for p in unknown]
         return manifest, [problem for problem in problems if problem]
 
     def resolve_split(self, spec: str) -> tuple[str, ...]:
