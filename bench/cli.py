@@ -195,13 +195,13 @@ def verify_data(config, args):
     names = args.names or prepared
     damaged = 0
     for name in names:
-        dataset = datasets.get(name)
         try:
-            _, problems = dataset.differences(config["data_dir"], full=True)
+            _, problems = datasets.get(name).differences(config["data_dir"], full=True)
         except datasets.DatasetNotPrepared:
-            problems = ["not prepared"]
-        damaged += bool(problems)
-        print(f"{name}: OK" if not problems else f"{name}: DIFFERS" + "".join(f"\n  - {p}" for p in problems))
+            problems = None
+        status = "NOT PREPARED" if problems is None else "DIFFERS" if problems else "OK"
+        print(f"{name}: {status}" + "".join(f"\n  - {problem}" for problem in problems or ()))
+        damaged += status != "OK"
     if not names:
         print(f"no prepared datasets in {config['data_dir']}")
     if damaged:
