@@ -3,6 +3,7 @@
     python -m bench runs --suite quick                      list the runs of a suite
     python -m bench data list                               datasets, prepared or not
     python -m bench data prepare digits                     prepare one dataset
+    python -m bench data verify [digits ...]                hash every prepared file; exit 1 if one differs
     python -m bench run --suite quick --dataset digits --method kmeans --variant pca50 --seed 0
     python -m bench evaluate --suite quick --dataset digits --method kmeans --variant pca50 --seed 0
     python -m bench aggregate --suite quick                 results/quick/summary.csv
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "results_dir": args.results_dir, "reports_dir": args.reports_dir,
                                   "device": args.device, "min_seeds": args.min_seeds})
         return args.command(config, args) or 0
-    except (cfg.ConfigError, KeyError, FileNotFoundError, datasets.SourceError) as error:
+    except (cfg.ConfigError, KeyError, FileNotFoundError, datasets.SourceError, datasets.IntegrityError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2
@@ -75,13 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     command("dvc", write_dvc, "write dvc.yaml for a suite (default: config/config.yaml's)", suite=True).add_argument(
         "--output", default=str(cfg.REPO / "dvc.yaml"), help="default: dvc.yaml at the repository root")
 
-    data = commands.add_parser("data", help="list or prepare datasets").add_subparsers(required=True, metavar="action")
+    data = commands.add_parser("data", help="list, prepare or verify datasets").add_subparsers(
+        required=True, metavar="action")
     sub = data.add_parser("list", parents=[common], help="every dataset, prepared or not")
     sub.set_defaults(command=list_data)
     sub = data.add_parser("prepare", parents=[common], help="download (if needed) and prepare datasets")
     sub.add_argument("names", nargs="+", metavar="NAME")
     sub.add_argument("--force", action="store_true", help="prepare again even if prepared")
     sub.set_defaults(command=prepare_data)
+    sub = data.add_parser("verify", parents=[common], help="hash every file of prepared datasets against their manifests")
+    sub.add_argument("names", nargs="*", metavar="NAME", help="default: every prepared dataset")
+    sub.set_defaults(command=verify_data)
     return parser
 
 
@@ -189,3 +194,25 @@ def prepare_data(config, args):
     for name in args.names:
         dataset = datasets.get(name)    # unknown names fail here, before anything is written
         print(dataset.prepare(config["data_dir"], force=args.force))
+
+
+def verify_data(config, args):
+    """Per dataset, OK or every difference from its manifest; exit status 1 if any differs."""
+    import datasets
+    prepared = [name for name in datasets.DATASETS if (Path(config["data_dir"]) / name / "manifest.json").exists()]
+    names = args.names or prepared
+    damaged = 0
+    for name in names:
+        try:
+            _, problems = datasets.get(name).differences(config["data_dir"], full=True)
+        except datasets.DatasetNotPrepared:
+            problems = None
+        status = "NOT PREPARED" if problems is None else "DIFFERS" if problems else "OK"
+        print(f"{name}: {status}" + "".join(f"\n  - {problem}" for problem in problems or ()))
+        damaged += status != "OK"
+    if not names:
+        print(f"no prepared datasets in {config['data_dir']}")
+    if damaged:
+        print(f"{damaged} of {len(names)} dataset(s) not prepared or not as prepared; prepare them with "
+              f"`python -m bench data prepare NAME --force`", file=sys.stderr)
+    return 1 if damaged else 0

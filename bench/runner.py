@@ -3,7 +3,7 @@
     results/<suite>/<dataset>/<method>/<variant>/seed<k>/
         run.json       provenance and status (written at start, and again at the end or on failure)
         train_log.csv  what the method logged
-        outputs.npz    the method's outputs about the score split
+        outputs.npz    the method's outputs about the score split (sha256 in run.json, checked before scoring)
         metrics.json   one value per metric, each with its spec
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import evaluation
 import methods
 from bench import provenance
 from bench.config import RunId, config_hash, load_methods, load_suite, method_config
-from common.files import save_npz, write_json
+from common.files import IntegrityError, file_mismatch, file_record, save_npz, write_json
 
 
 def _now() -> str:
@@ -41,7 +41,9 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
     """Train one run and write its outputs; a completed run with the same config is kept."""
     method_cfg = method_config(run.method, run.variant, load_methods())
     dataset = datasets.get(run.dataset)
-    manifest = dataset.manifest(config["data_dir"])            # fails early when not prepared
+    # Checked against the files before the run directory is touched: a dataset that is not
+    # prepared, or is no longer what its manifest says, stops the run here.
+    manifest = dataset.manifest(config["data_dir"])
     fit_split, score_split = (dataset.split_name(method_cfg[k]) for k in ("fit_split", "score_split"))
     method = methods.get(run.method)
     run_dir = run.path(config["results_dir"])
@@ -82,7 +84,7 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         outputs = method.fit(methods.RunData(dataset, fit, score), method_cfg, context)
         check_outputs(outputs, len(score), run.method)
         save_npz(run_dir / "outputs.npz", outputs)
-        record["status"] = "completed"
+        record.update(status="completed", outputs=file_record(run_dir / "outputs.npz"))   # checked by evaluate
     except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(limit=8))
@@ -145,6 +147,12 @@ def evaluate(config: dict, run: RunId) -> Path:
         status = record["status"] if record else "not started"
         raise RuntimeError(f"{run.label()}: cannot evaluate a run whose status is '{status}'; "
                            f"train it first with `python -m bench run ...`")
+    # Runs trained before outputs.npz was recorded have no record to check it against.
+    problem = file_mismatch(run_dir / "outputs.npz", record["outputs"]) if "outputs" in record else None
+    if problem:
+        raise IntegrityError(f"{run.label()}: {problem}; train it again: `python -m bench run --suite {run.suite} "
+                             f"--dataset {run.dataset} --method {run.method} --variant {run.variant} "
+                             f"--seed {run.seed_index} --force`")
     with np.load(run_dir / "outputs.npz", allow_pickle=False) as archive:
         outputs = dict(archive)
     dataset = datasets.get(run.dataset)

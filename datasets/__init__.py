@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 
+from common.files import IntegrityError
 from datasets.base import Dataset, DatasetNotPrepared, Split, Staging
 from datasets.download import ChecksumError, Downloader, Remote, SourceError
 
@@ -44,5 +45,5 @@ def get(name: str) -> Dataset:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["DATASETS", "PAPER_DATASETS", "ChecksumError", "Dataset", "DatasetNotPrepared", "Downloader", "Remote",
+__all__ = ["DATASETS", "PAPER_DATASETS", "ChecksumError", "Dataset", "DatasetNotPrepared", "Downloader", "IntegrityError", "Remote",
            "SourceError", "Split", "Staging", "get"]

@@ -4,6 +4,11 @@ A prepared dataset is a directory `data/<name>/` holding one `.npy` file per spl
 array (`<split>.x.npy`, `<split>.labels.npy`, `<split>.factors.npy`) and a `manifest.json`
 with the sha256 of every file, the shapes and dtypes, the split sizes and the sources. The
 directory is published by a rename, so a failed preparation leaves nothing that looks done.
+The manifest records each file's size and modification stamp too, and carries a seal (the
+sha256 of the rest of it). Every load checks the seal and each file's size and stamp (a few
+stat calls); a file whose stamp changed is hashed again before it is used, and a difference
+stops the load with what differs and the fix (`python -m bench data prepare NAME --force`).
+`python -m bench data verify` hashes every file in full.
 Arrays are read memory-mapped: large sets never have to fit in memory, and they need not
 fit while being prepared either: a dataset may stream its arrays to disk block by block.
 
@@ -13,6 +18,7 @@ factors are int64 (factors N×F, in the order of `factor_names`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -23,7 +29,8 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 
-from common.files import atomic_directory, sha256_file, sha256_json, write_json
+from common.files import (IntegrityError, atomic_directory, file_mismatch, file_record, json_text, sha256_json,
+                          write_json)
 from datasets.download import Downloader, Remote
 from datasets.factors import FactorSpace
 
@@ -100,9 +107,9 @@ class Dataset:
         files = {}
         for path in sorted(directory.glob("*.npy")):
             array = np.load(path, mmap_mode="r")
-            files[path.name] = {"sha256": sha256_file(path), "shape": list(array.shape), "dtype": str(array.dtype)}
+            files[path.name] = {**file_record(path), "shape": list(array.shape), "dtype": str(array.dtype)}
         split_sizes = {s: files[f"{s}.x.npy"]["shape"][0] for s in self.splits + self.extra_splits}
-        return {
+        manifest = {
             "dataset": self.name, "kind": self.kind, "source": self.source, "sources": sources,
             "splits": split_sizes, "extra_splits": list(self.extra_splits), "n_classes": self.n_classes,
             "factor_names": list(self.factor_names), "factor_sizes": list(self.factor_sizes),
@@ -110,17 +117,49 @@ class Dataset:
             "files": files, "digest": sha256_json({k: v["sha256"] for k, v in files.items()}),
             "prepare_seconds": round(seconds, 2),
         }
+        return {**manifest, "seal": _seal(json_text(manifest))}
 
     # Loading -----------------------------------------------------------------------------
 
     def manifest(self, data_dir: str | os.PathLike) -> dict:
-        path = Path(data_dir) / self.name / "manifest.json"
+        """The prepared dataset's manifest, once the files agree with it (see `differences`);
+        raises IntegrityError naming every difference and the fix."""
+        manifest, problems = self.differences(data_dir)
+        if problems:
+            raise IntegrityError(
+                f"dataset '{self.name}' does not match its manifest ({Path(data_dir) / self.name / 'manifest.json'}):\n"
+                + "".join(f"  - {problem}\n" for problem in problems)
+                + f"Nothing was run on it. Prepare it again: `python -m bench data prepare {self.name} --force`")
+        return manifest
+
+    def differences(self, data_dir: str | os.PathLike, full: bool = False) -> tuple[dict | None, list[str]]:
+        """The manifest and what differs from it on disk ([] when nothing does): the manifest
+        against its seal (a hand edit breaks it), each file against its entry by size and stamp
+        (hashed again where they differ). `full` hashes every file, and lists the .npy files
+        that the manifest does not know."""
+        root = Path(data_dir) / self.name
+        path = root / "manifest.json"
         if not path.exists():
             raise DatasetNotPrepared(
                 f"dataset '{self.name}' is not prepared: {path} does not exist. "
                 f"Prepare it with `python -m bench data prepare {self.name}` "
                 f"(or let `snakemake` do it).")
-        return json.loads(path.read_text())
+        text = path.read_text()
+        try:
+            manifest = json.loads(text)
+        except json.JSONDecodeError as error:
+            return None, [f"{path} is not valid JSON ({error})"]
+        if "seal" not in manifest:
+            return manifest, [f"{path} has no seal: prepared by a version before manifests were sealed"]
+        found = _seal(text.replace(_seal_line(manifest["seal"]), "", 1))
+        if found != manifest["seal"]:
+            return manifest, [f"{path} was edited after preparation: its text hashes to {found}, "
+                              f"its seal is {manifest['seal']}"]
+        problems = [file_mismatch(root / name, record, full) for name, record in manifest["files"].items()]
+        if full:
+            unknown = [p for p in sorted(root.glob("*.npy")) if p.name not in manifest["files"]]
+            problems += [f"{p} is not in the manifest" for p in unknown]
+        return manifest, [problem for problem in problems if problem]
 
     def resolve_split(self, spec: str) -> tuple[str, ...]:
         """"all" means every split of the dataset (not the extra ones); otherwise split names joined by '+'."""
@@ -136,15 +175,15 @@ class Dataset:
         return "+".join(self.resolve_split(spec)) if len(self.splits + self.extra_splits) > 1 else self.splits[0]
 
     def load(self, data_dir: str | os.PathLike, spec: str = "all") -> Split:
-        """Load a split (memory-mapped where it is a single file)."""
-        self.manifest(data_dir)
+        """Load a split (memory-mapped where it is a single file), once its files agree with the manifest."""
+        files = self.manifest(data_dir)["files"]
         root = Path(data_dir) / self.name
         names = self.resolve_split(spec)
         arrays = {}
         for array_name in ARRAYS:
-            parts = [root / f"{n}.{array_name}.npy" for n in names]
-            if all(p.exists() for p in parts):
-                loaded = [np.load(p, mmap_mode="r", allow_pickle=False) for p in parts]
+            parts = [f"{n}.{array_name}.npy" for n in names]
+            if all(part in files for part in parts):
+                loaded = [np.load(root / part, mmap_mode="r", allow_pickle=False) for part in parts]
                 arrays[array_name] = loaded[0] if len(loaded) == 1 else np.concatenate(loaded)
         return Split(name=self.split_name(spec), **arrays)
 
@@ -154,6 +193,19 @@ class Dataset:
             raise ValueError(f"dataset '{self.name}' has no ground-truth factors (only datasets that declare "
                              f"factor_sizes have them)")
         return FactorSpace(split.factors, self.factor_sizes, self.factor_names, images=split.x)
+
+
+def _seal(text: str) -> str:
+    """A manifest's seal: the sha256 of its text as written without the seal. The text is
+    hashed rather than the parsed manifest re-serialised: a load then costs a few microseconds
+    more than one without the check, not tens."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _seal_line(seal) -> str:
+    """The seal's line in the manifest's text: `json_text` puts the key, sorted, between
+    "prepare_seconds" and "source", on a line of its own ending in a comma."""
+    return f'  "seal": {json.dumps(seal)},\n'
 
 
 class Staging:

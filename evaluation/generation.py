@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from common.files import atomic_path
+from common.files import atomic_path, check_recorded, recorded_path
 from evaluation.metrics import MetricUnavailable
 
 MIN_SAMPLES = 2048
@@ -155,15 +155,16 @@ class SmallCNN(nn.Module):
 def classifier(images: np.ndarray, labels: np.ndarray, cache: str | Path, *, epochs: int = CLASSIFIER_EPOCHS,
                seed: int = 0) -> SmallCNN:
     """The feature network of FD[<dataset>-classifier]: loaded from the state_dict at `cache`
-    when there, else trained (Adam, lr 3e-3, batch 64, `epochs` epochs) and saved there.
-    Training is deterministic on CPU for a given seed: one torch generator seeds the weights
-    and the batch order."""
+    when there (checked against its sha256 record first), else trained (Adam, lr 3e-3, batch
+    64, `epochs` epochs) and saved there with its record. Training is deterministic on CPU for
+    a given seed: one torch generator seeds the weights and the batch order."""
     images, labels = _checked_images(images), np.array(labels, dtype=np.int64)
     with torch.random.fork_rng(devices=[]):   # seeded initial weights; the caller's torch RNG is left as it was
         torch.manual_seed(seed)
         model = SmallCNN(images.shape[1], int(labels.max()) + 1)
     cache = Path(cache)
     if cache.is_file():
+        check_recorded(cache, f"delete {cache} and the next evaluation trains it again")
         try:
             model.load_state_dict(torch.load(cache, weights_only=True))
         except RuntimeError as error:
@@ -180,7 +181,7 @@ def classifier(images: np.ndarray, labels: np.ndarray, cache: str | Path, *, epo
             optimiser.zero_grad()
             nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
             optimiser.step()
-    with atomic_path(cache) as tmp:
+    with recorded_path(cache) as tmp:                # with its sha256, checked before it is loaded
         torch.save(model.state_dict(), tmp)
     return model.eval()
 

@@ -105,7 +105,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common.files import atomic_path
+from common.files import check_recorded, recorded_path
 from methods.base import Method, RunContext, RunData, Training
 from methods.nets.attention_unet import AttentionUNet
 from methods.nets.diffusion import EMA, NoiseSchedule, ddim_sample
@@ -169,9 +169,10 @@ def first_stage(data: RunData, config: dict, run: RunContext) -> VQSpace:
     """The VQ autoencoder of this dataset and configuration, shared by every variant and seed
     of the method on the dataset: loaded from results/<suite>/<dataset>/encdiff/first_stage/,
     or trained on the fit split less `vq_holdout` random images and cached there (weights only,
-    written atomically, loaded weights_only). Its seed comes from its settings, not the run, so
-    whichever run trains it trains the same one. Its L1 on the held-out images goes into
-    run.json's notes; above `vq_max_l1_ratio` times that of their mean image, the run stops here."""
+    written atomically with its sha256, checked against it, loaded weights_only). Its seed comes
+    from its settings, not the run, so whichever run trains it trains the same one. Its L1 on
+    the held-out images goes into run.json's notes; above `vq_max_l1_ratio` times that of their
+    mean image, the run stops here."""
     settings = {key: config["vq_" + key] for key in VQ_KEYS}
     digest = hashlib.sha256(json.dumps([data.dataset.name, settings, config["vq_holdout"]],
                                        sort_keys=True).encode()).hexdigest()
@@ -181,6 +182,7 @@ def first_stage(data: RunData, config: dict, run: RunContext) -> VQSpace:
     stage_dir = run.dir.parent.parent / "first_stage" / f"vq-{digest[:12]}"
     cache = stage_dir / "autoencoder.pt"
     if cache.exists():
+        check_recorded(cache, f"delete {stage_dir} and the next run trains it again")
         with torch.random.fork_rng(devices=[]):
             model = VQAutoencoder(settings)
         model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
@@ -190,7 +192,7 @@ def first_stage(data: RunData, config: dict, run: RunContext) -> VQSpace:
         stage_dir.mkdir(parents=True, exist_ok=True)
         stage_run = RunContext(stage_dir, int(digest[:8], 16), run.device_setting, digest, run.precision)
         model = train_vq_autoencoder(training, config, stage_run)
-        with atomic_path(cache) as tmp:
+        with recorded_path(cache) as tmp:                            # with its sha256, checked at every load
             torch.save(model.state_dict(), tmp)
     check_reconstruction(model, torch.from_numpy(held_out), config, run, cache)
     return VQSpace(model)
