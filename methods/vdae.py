@@ -61,11 +61,12 @@ Gaussian mixture on the latent means (methods/vae.py `latent_clusters`): our clu
 protocol, not the paper's.
 
 Every correction from the code has a switch back to the spec's first reading, so that an
-ablation is a set of variants (config/methods.yaml, quick-*): `neighbours_of: mean` (the
-neighbours of mu_i), `covariance_input: data` (the MLPs read x), `kl: exact` (the exact
-Gaussian KL to N(0, S / k + 0.1 I), ours before), `affinity_scale: local` (sigma_i = point i's
-own distance to its `scale_neighbour`-th nearest), `rescale: false`, and the old walk as
-walk_seeds = ceil(n / 16) with walk_max_points 0 (one round, nothing dropped).
+ablation is a set of variants (config/methods.yaml, quick-*; benchmarks/vdae_ablation.py
+prints their GW): `neighbours_of: mean` (the neighbours of mu_i), `covariance_input: data`
+(the MLPs read x), `kl: exact` (the exact Gaussian KL to N(0, S / k + 0.1 I), ours before),
+`affinity_scale: local` (sigma_i = point i's own distance to its `scale_neighbour`-th
+nearest), `rescale: false`, and the old walk as walk_seeds = ceil(n / 16) with
+walk_max_points 0 (one round, nothing dropped).
 
 Determinism: all weights initialised under a forked torch RNG seeded with run.seed; every draw
 (the affinity's scale sample, batch orders of both stages, reparameterisation, seeds, steps
@@ -118,7 +119,7 @@ from methods.vae import (as_samples, check_batch, check_positive, features, in_c
                          train_epochs)
 
 STAGES = ("spectralnet", "vdae")
-CHOICES = {                               # each correction from the authors' code, with its switch-off
+CHOICES = {                               # first the authors' code's, then the spec's reading (relative: ours)
     "neighbours_of": ("sample", "mean"),
     "covariance_input": ("embedding", "data"),
     "kl": ("coded", "exact"),
