@@ -169,17 +169,30 @@ def _gw_spec(c: Context) -> str:
     return _with_split(topology.gw_spec(_gw_points(c)), c.split.name)
 
 
-def _bi_lipschitz(statistic: str) -> Metric:
+BI_LIPSCHITZ_PAIRS = {"latent-mean": ("embedding", "decoded"),        # (mu(x), decoder(mu(x))) of the score split
+                      "random-walk": ("walk_latent", "walk_decoded")}  # the paper's: the walk's last z and decodings
+
+
+def _bi_lipschitz(statistic: str, pairs: str) -> Metric:
+    """The constant of one protocol: `pairs` names the (latent, output) outputs it reads."""
+    latent, output = BI_LIPSCHITZ_PAIRS[pairs]
+
     def compute(c: Context) -> float:
         from evaluation import topology
-        return getattr(c.once("bi_lipschitz", lambda: topology.local_bi_lipschitz(c.outputs["embedding"],
-                                                                                   c.outputs["decoded"])), statistic)
+        if len(c.outputs[latent]) <= topology.BI_LIPSCHITZ_K:
+            raise MetricUnavailable(f"only {len(c.outputs[latent])} points in '{latent}': the bi-Lipschitz "
+                                    f"constant needs more than its k = {topology.BI_LIPSCHITZ_K} neighbours")
+        constant = c.once(f"bi_lipschitz:{pairs}", lambda: topology.local_bi_lipschitz(c.outputs[latent],
+                                                                                      c.outputs[output]))
+        return getattr(constant, statistic)
 
     def spec(c: Context) -> str:
         from evaluation import topology
-        return _with_split(topology.bi_lipschitz_spec(), c.split.name)
+        return _with_split(topology.bi_lipschitz_spec(pairs=pairs), c.split.name)
 
-    return Metric("topology", "bi_lipschitz", ("embedding", "decoded"), lambda c: not c.is_images, spec, compute,
+    # the random walk's pairs are the VDAE's own: the metric applies where a method gives them
+    return Metric("topology", "bi_lipschitz", (latent, output),
+                  lambda c: not c.is_images and (pairs == "latent-mean" or latent in c.outputs), spec, compute,
                   lower_is_better=True)
 
 
@@ -204,8 +217,10 @@ METRICS = {
                             _classifier_fd_spec, _classifier_fd_compute, lower_is_better=True),
     "gw": Metric("topology", "gw", ("samples",), lambda c: not c.is_images, _gw_spec, _gw_compute,
                  lower_is_better=True),
-    "bi_lipschitz_mean": _bi_lipschitz("mean"),
-    "bi_lipschitz_std": _bi_lipschitz("std"),
+    "bi_lipschitz_mean": _bi_lipschitz("mean", "latent-mean"),
+    "bi_lipschitz_std": _bi_lipschitz("std", "latent-mean"),
+    "bi_lipschitz_walk_mean": _bi_lipschitz("mean", "random-walk"),
+    "bi_lipschitz_walk_std": _bi_lipschitz("std", "random-walk"),
 }
 
 WHY_MISSING = {

@@ -1,14 +1,25 @@
 """Diffusion maps, exact and learned (SpectralNet), for the diffusion-map VAE (methods/vdae.py).
 
-Spec: ../shared/specs/vdae.md, stage 1. Written from the spec and the SpectralNet paper
-(Shaham et al., arXiv 1801.01587); not the authors' TensorFlow code.
+Spec: ../shared/specs/vdae.md, stage 1 and its corrections from the authors' code
+(lihenryhfl/SpectralVAEGAN, `vdae/costs.py` knn_affinity, `vdae/util.py` get_scale, `vdae/layer.py`
+Orthonorm), and the SpectralNet paper (Shaham et al., arXiv 1801.01587). Written by us.
 
-Affinity (both): a Gaussian kernel over each point's k nearest neighbours (k = 2 in the
-paper; each point itself excluded), with a local scale sigma_i = the distance to its
-`scale_neighbour`-th neighbour (the 2nd):
+Affinity (`gaussian_affinity`, as the code's knn_affinity): a Gaussian kernel over each point's
+`n_nbrs` nearest points, *the point itself among them* (so n_nbrs = 2, the paper's, is one real
+neighbour), symmetrised:
 
-    W_ij = exp(-|x_i - x_j|^2 / (2 sigma_i^2))   for j among i's k neighbours, else 0
-    W    = (W + W^T) / 2                                                (symmetrised)
+    W_ij = exp(-|x_i - x_j|^2 / (2 sigma^2))   for j among i's n_nbrs nearest (j = i included), else 0
+    W    = (W + W^T) / 2
+
+`affinity_scale` gives sigma:
+- global (the code's): one scale for all points, the median over a random sample of the
+  distance of each sampled point to its `scale_neighbour`-th nearest sampled point, the point
+  itself counted first (`global_scale`; scale_neighbour = 2: the nearest other point);
+- local (the spec's first reading; an ablation switch): sigma_i = the distance of point i to its
+  `scale_neighbour`-th nearest point within the batch, itself counted (the code's local_scale
+  branch, which SpectralNet's VDAE setting does not take).
+The diagonal (W_ii = 1) adds nothing to the spectral loss; in the exact diffusion map it is
+a self-loop of the random walk.
 
 Exact diffusion map (`diffusion_map`, dense, for small data): the Markov matrix
 P = D^-1 W (D the degrees) has right eigenvectors v_0 = const (eigenvalue 1), v_1, v_2, ...;
@@ -24,16 +35,16 @@ batch's affinity. Its minimiser under the constraint spans the smallest eigenvec
 graph Laplacian D - W, which approximate those of P (exactly when the degrees are equal; in
 the limit of many points both converge to the Laplace-Beltrami eigenfunctions).
 
-Deviations and readings:
+Differences from the authors' code:
 - The batch is centred before the Cholesky factor (and the last training batch's mean is kept
-  for eval mode with the factor). Without it the loss's minimiser contains the constant
+  for eval mode with the factor) (ours). Without it the loss's minimiser contains the constant
   vector, which the diffusion map drops (its eigenvalue is 1 for every point): centring makes
   the outputs orthogonal to it, so psi spans the top *non-trivial* eigenvectors.
-- "k nearest neighbours" excludes the point itself (a self-loop adds 0 to the loss anyway);
-  a tiny jitter (1e-6 I) is added to G before the Cholesky factor, as SpectralNet does
-  (its epsilon).
-- SpectralNet's output is not scaled by eigenvalue powers (the learned map gives no
-  eigenvalues); its coordinates have unit variance over a batch.
+- The factor comes from the training batch itself (ours); the code feeds a second, separate
+  random batch to the orthonormalisation layer.
+- The Cholesky jitter is 1e-6 I (ours; the code's epsilon is 1e-7).
+- SpectralNet's output is not scaled by eigenvalue powers (as the authors' code: the learned
+  map gives no eigenvalues); its coordinates have unit variance over a batch.
 """
 from __future__ import annotations
 
@@ -44,25 +55,35 @@ from torch import nn
 CHOLESKY_JITTER = 1e-6
 
 
-def gaussian_affinity(x: torch.Tensor, k: int, scale_neighbour: int) -> torch.Tensor:
-    """The symmetrised k-nearest-neighbour Gaussian affinity W of the rows of x (B x B, dense)."""
-    if not 1 <= scale_neighbour <= k < len(x):
-        raise ValueError(f"affinity needs 1 <= scale_neighbour ({scale_neighbour}) <= k ({k}) < points ({len(x)})")
+def gaussian_affinity(x: torch.Tensor, n_nbrs: int, scale: float | torch.Tensor) -> torch.Tensor:
+    """The symmetrised Gaussian affinity W (B x B, dense) of the rows of x over each row's
+    `n_nbrs` nearest rows, itself included; `scale` is one sigma or a column of per-row sigmas."""
+    if not 1 <= n_nbrs <= len(x):
+        raise ValueError(f"affinity needs 1 <= n_nbrs ({n_nbrs}) <= points ({len(x)})")
     distances = torch.cdist(x, x)
-    nearest, index = distances.topk(k + 1, largest=False)             # column 0: the point itself
-    nearest, index = nearest[:, 1:], index[:, 1:]
-    scale = nearest[:, scale_neighbour - 1:scale_neighbour].clamp_min(1e-12)
+    nearest, index = distances.topk(n_nbrs, largest=False)
     weights = torch.zeros_like(distances).scatter_(1, index, torch.exp(-nearest ** 2 / (2 * scale ** 2)))
     return (weights + weights.T) / 2
 
 
-def diffusion_map(x: np.ndarray, d: int, t: float, k: int, scale_neighbour: int) -> tuple[np.ndarray, np.ndarray]:
+def global_scale(x: torch.Tensor, scale_neighbour: int, sample_size: int, generator: torch.Generator) -> float:
+    """The code's get_scale: the median, over a random sample of `sample_size` rows, of each
+    sampled row's distance to its `scale_neighbour`-th nearest sampled row (itself the first).
+    Drawn without replacement: the code's draw with replacement, as large as the data (full
+    batches), gives most rows a duplicate at distance 0 and the median scale 0."""
+    sample = x[torch.randperm(len(x), generator=generator, device=x.device)[:sample_size]]
+    return float(torch.cdist(sample, sample).topk(scale_neighbour, largest=False).values[:, -1].median())
+
+
+def local_scale(x: torch.Tensor, scale_neighbour: int) -> torch.Tensor:
+    """Each row's distance to its `scale_neighbour`-th nearest row (itself the first), as a column."""
+    return torch.cdist(x, x).topk(scale_neighbour, largest=False).values[:, -1:].clamp_min(1e-12)
+
+
+def diffusion_map(x: np.ndarray, d: int, t: float, n_nbrs: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """The exact diffusion map of the rows of x: (n x d coordinates lambda^t v, the d eigenvalues)."""
-    weights = gaussian_affinity(torch.from_numpy(np.array(x, dtype=np.float64)), k, scale_neighbour).numpy()
-    degree = weights.sum(1)
-    if (degree == 0).any():
-        raise ValueError("a point has no neighbour with non-zero affinity; the Markov matrix is undefined")
-    root = np.sqrt(degree)
+    weights = gaussian_affinity(torch.from_numpy(np.array(x, dtype=np.float64)), n_nbrs, scale).numpy()
+    root = np.sqrt(weights.sum(1))                                               # > 0: every point is its own neighbour
     values, vectors = np.linalg.eigh(weights / root[:, None] / root[None, :])   # ascending
     values, vectors = values[::-1][1:d + 1], vectors[:, ::-1][:, 1:d + 1]        # drop the trivial top one
     right = vectors / root[:, None]                                              # eigenvectors of D^-1 W

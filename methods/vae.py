@@ -67,19 +67,27 @@ def check_batch(name: str, key: str, batch_size: int, n: int) -> None:
 def train_epochs(run: RunContext, name: str, loss_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]],
                  optimiser: torch.optim.Optimizer, generator: torch.Generator, n: int, batch_size: int,
                  epochs: range, checkpoint: Callable[[int], None], checkpoint_every: int, columns: tuple[str, ...],
-                 scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None) -> None:
+                 scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None, steps_per_epoch: int = 0,
+                 validate: Callable[[], float] | None = None, min_lr: float = 0.0) -> None:
     """Train over `epochs` (a range of 1-based epoch numbers): each epoch a fresh permutation of
     the n examples cut into batches of `batch_size` (0: one full batch; the last incomplete
-    batch dropped); `loss_fn(index)` gives the batch's terms, "loss" among them. Logs the
-    epoch means of `columns` (empty where a stage has no such term), steps `scheduler` on the
-    epoch's mean loss, and calls `checkpoint(epoch)` every `checkpoint_every` epochs and after
-    the last. A non-finite loss raises FloatingPointError naming the epoch and step, before
+    batch dropped), or, with `steps_per_epoch`, that many batches each drawn afresh without
+    replacement; `loss_fn(index)` gives the batch's terms, "loss" among them. Logs the
+    epoch means of `columns` (empty where a stage has no such term), steps `scheduler` on
+    `validate()` (default: the epoch's mean loss), stops once the learning rate is down to
+    `min_lr`, and calls `checkpoint(epoch)` every `checkpoint_every` epochs, after the last and
+    on stopping. A non-finite loss raises FloatingPointError naming the epoch and step, before
     any update."""
     batch = batch_size or n
-    steps = n // batch
+    steps = steps_per_epoch or n // batch
     device = generator.device
     for epoch in run.progress(epochs, total=len(epochs), desc=f"{name} epochs"):
-        order = torch.randperm(n, generator=generator, device=device)[:steps * batch].view(steps, batch)
+        if lr_spent(optimiser, min_lr):          # a run resumed after it stopped
+            return
+        if steps_per_epoch:
+            order = torch.stack([torch.randperm(n, generator=generator, device=device)[:batch] for _ in range(steps)])
+        else:
+            order = torch.randperm(n, generator=generator, device=device)[:steps * batch].view(steps, batch)
         sums: dict[str, torch.Tensor] = {}
         for step, index in enumerate(order):
             terms = loss_fn(index)
@@ -92,12 +100,19 @@ def train_epochs(run: RunContext, name: str, loss_fn: Callable[[torch.Tensor], d
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + value.detach()
         means = {key: float(value) / steps for key, value in sums.items()}
+        if validate is not None:
+            means["val_loss"] = validate()
         if scheduler is not None:
-            scheduler.step(means["loss"])
+            scheduler.step(means.get("val_loss", means["loss"]))
         run.log(stage=name, epoch=epoch, lr=optimiser.param_groups[0]["lr"],
                 **{key: round(means[key], 6) if key in means else "" for key in columns})
-        if epoch % checkpoint_every == 0 or epoch == epochs[-1]:
+        if epoch % checkpoint_every == 0 or epoch == epochs[-1] or lr_spent(optimiser, min_lr):
             checkpoint(epoch)
+
+
+def lr_spent(optimiser: torch.optim.Optimizer, min_lr: float) -> bool:
+    """The learning rate is down to min_lr (with room for the drops' rounding: 1e-5 * 0.1 * 0.1 > 1e-7)."""
+    return optimiser.param_groups[0]["lr"] <= min_lr * (1 + 1e-6)
 
 
 def latent_clusters(embedding: np.ndarray, data: RunData, run: RunContext) -> dict[str, np.ndarray]:

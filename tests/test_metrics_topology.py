@@ -1,9 +1,10 @@
-"""Topology metrics: Gromov–Wasserstein on congruent and different shapes, and the local
-bi-Lipschitz constant of isometries and linear maps."""
+"""Topology metrics: Gromov–Wasserstein on congruent and different shapes, the local
+bi-Lipschitz constant of isometries and linear maps, and its two protocols through evaluate."""
 import numpy as np
 import pytest
 
-from evaluation import topology
+from datasets.base import Split
+from evaluation import Context, evaluate, topology
 
 
 def rotation(rng, dim):
@@ -65,4 +66,21 @@ def test_bi_lipschitz_refuses_duplicates_and_too_few_points(latent):
         topology.local_bi_lipschitz(np.vstack([latent, latent[:1]]), np.vstack([latent, latent[:1]]), k=5)
     with pytest.raises(ValueError, match="more than k latent points"):
         topology.local_bi_lipschitz(latent[:50], latent[:50])
-    assert topology.bi_lipschitz_spec() == "bi_lipschitz[k=100]"
+    assert topology.bi_lipschitz_spec(pairs="random-walk") == "bi_lipschitz[k=100,pairs=random-walk]"
+
+
+def test_both_bi_lipschitz_protocols_flow_through_evaluate_with_their_own_specs(latent):
+    """The paper's protocol (the random walk's last z and their decodings) and ours (mu(x) and
+    decoder(mu(x))) are two metrics of two specs; the paper's applies where a method gives its pairs."""
+    split = Split("all", x=np.zeros((len(latent), 2), np.float32))
+    mean_pairs = {"embedding": latent, "decoded": 2 * latent}
+    values = evaluate(Context({**mean_pairs, "walk_latent": latent, "walk_decoded": 3 * latent}, split),
+                      tracks=["topology"])
+    assert values["bi_lipschitz_mean"].value == pytest.approx(2.0)
+    assert values["bi_lipschitz_walk_mean"].value == pytest.approx(3.0)
+    assert values["bi_lipschitz_mean"].spec == "bi_lipschitz[k=100,pairs=latent-mean,split=all]"
+    assert values["bi_lipschitz_walk_std"].spec == "bi_lipschitz[k=100,pairs=random-walk,split=all]"
+    assert "bi_lipschitz_walk_mean" not in evaluate(Context(mean_pairs, split), tracks=["topology"])
+    few = evaluate(Context({**mean_pairs, "walk_latent": latent[:100], "walk_decoded": latent[:100]}, split),
+                   tracks=["topology"])
+    assert "needs more than its k = 100 neighbours" in few["bi_lipschitz_walk_mean"].unavailable

@@ -26,6 +26,7 @@ GENERATION = {"fid", "kid"}
 DISENTANGLEMENT = {"beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness",
                    "sap", "modularity"}
 TOPOLOGY = {"gw", "bi_lipschitz_mean", "bi_lipschitz_std"}
+WALK = {"bi_lipschitz_walk_mean", "bi_lipschitz_walk_std"}        # for methods that give their random walk's pairs
 
 
 def expected_metrics(run, workdir) -> set[str]:
@@ -36,10 +37,11 @@ def expected_metrics(run, workdir) -> set[str]:
     images, labelled = dataset.kind == "images", bool(dataset.n_classes)
     with np.load(run.path(workdir / "results") / "outputs.npz") as outputs:
         at_mean = "assignments_at_mean" in outputs.files
+        walk = "walk_latent" in outputs.files
     return ((CLUSTERING | (AT_MEAN if at_mean else set()) if "clustering" in tracks and labelled else set())
             | (GENERATION | ({"fd_classifier"} if labelled else set()) if "generation" in tracks and images else set())
             | (DISENTANGLEMENT if "disentanglement" in tracks and dataset.factor_names else set())
-            | (TOPOLOGY if "topology" in tracks and not images else set()))
+            | (TOPOLOGY | (WALK if walk else set()) if "topology" in tracks and not images else set()))
 
 
 def snakemake(workdir, *args, expect_success=True):
