@@ -3,26 +3,37 @@
     python -m bench run --suite quick --dataset digits --method clusterddpm --variant quick --seed 0
     python -m bench run --suite paper --dataset mnist --method clusterddpm --variant paper --seed 0
 
-Spec: ../shared/specs/clusterddpm.md (facts from the abstract and the authors' MNIST code).
-Written from the spec; not the authors' code.
+Spec: ../shared/specs/clusterddpm.md (facts from the abstract and the authors' MNIST code,
+Jarvisyan/ClusterDDPM-pytorch main.py). Written from the spec and checked against that code
+(../shared/specs/official-code-review.md, section 1); not the authors' code.
 
 Model: an encoder q(z|x) = N(mu(x), diag sigma^2(x)), z of dimension `z_dim`; a conditional
 denoiser eps(x_t, z, t/T) (methods/nets/context_unet.py); a prior over z that is a K-component
 diagonal Gaussian mixture fitted by EM with scikit-learn, never by gradient.
 
 Training, one epoch at a time (`pretrain_epochs`, then `em_epochs`):
-- every epoch, a pass of Adam over shuffled batches. Each image gets a reparameterised
-  z ~ q(z|x); z is zeroed for a `cond_drop` fraction of the batch (classifier-free guidance
-  training); t is uniform over the T steps and x_t = sqrt(a_t) x + sqrt(1 - a_t) eps.
+- every epoch, a pass of Adam over every image, shuffled, the last batch smaller (the
+  official DataLoader keeps it). Each image gets a reparameterised z ~ q(z|x); z is zeroed
+  for a `cond_drop` fraction of the batch (classifier-free guidance training); t is uniform
+  over the T steps and x_t = sqrt(a_t) x + sqrt(1 - a_t) eps.
     pre-training:  loss = |eps - eps_hat|^2 averaged over pixels and batch (no KL)
     EM (M-step):   loss = |eps - eps_hat|^2 summed over pixels, averaged over the batch
                           + kl_weight * KL(q(z, c | x) || p(z, c))
   with the VaDE-style KL of `vade_kl`, whose responsibilities come from a second
-  reparameterised draw of z (not detached). The two reductions are the spec's: a per-pixel
-  mean in the M-step would make the KL ~784x too strong.
+  reparameterised draw of z (not detached). The two reductions are the code's: a per-pixel
+  mean in the M-step would make the KL ~784x too strong. The responsibilities are
+  `floored` as the official code computes them (exp(log pi + log N) + 1e-10, normalised, and
+  log(pi / (gamma + 1e-10)) in the KL; in 32 dimensions they are uniform once the
+  components' standard deviations pass ~0.45) or `exact` (a log-softmax; ours).
+- The EM loop starts with a fresh Adam, as the official code builds one (main.py L548):
+  the pre-training moments belong to a per-pixel mean, 784x smaller than the M-step's
+  gradients, and would inflate its first hundreds of steps several-fold. A run resumed
+  inside EM restores the EM optimiser; one resumed inside pre-training goes on with the
+  pre-training one.
 - then the E-step: the encoder (eval mode) encodes every training image, one z is drawn per
   image, and the mixture is refitted on them: from scratch (seeded) after a pre-training
-  epoch, warm-started from the previous weights, means and precisions after an EM epoch. The
+  epoch, warm-started from the previous weights, means and precisions after an EM epoch
+  (one E-step per epoch, as the official loop). The
   log records how many hard labels changed since the previous E-step (EM epochs only: a
   fresh fit numbers its components anew), the spread of the latent means and the scale of
   the draws' noise, the clusters in use and the largest cluster's share.
@@ -44,20 +55,27 @@ fits get seeds derived from run.seed. A checkpoint after every epoch holds the n
 the optimiser, the generator, the epoch, and the mixture (weights, means, precisions) with
 the last labels, so a resumed run continues the same EM trajectory.
 
-Choices where the spec is silent or that deviate, all ours:
-- The first mixture fits are seeded (the official code's are not). The last epoch is
-  reported; no epoch is ever chosen by labels.
-- The schedule has T values beta_0..beta_{T-1} (the code builds T + 1 and uses 1..T).
-- The read-out at the end redraws z for the score split instead of reusing the last
-  E-step's draw (the two agree in distribution; it also serves a score split other than
-  the fit split).
-- The mixture's EM runs up to `gmm_max_iter` iterations (scikit-learn's default 100) with
-  reg_covar `gmm_reg_covar`.
+Every remaining difference from the official code (and where the code is silent):
+- The first mixture fits are seeded; the official ones draw from NumPy's global generator
+  (ours).
+- The last epoch is reported; no epoch is ever chosen by labels. The official code prints
+  every epoch's scores and does not say which one the paper took (ours).
+- The schedule has T values beta_0..beta_{T-1}; the code builds T + 1 and uses 1..T (ours).
+- The read-out at the end redraws z for the score split and takes the posterior under the
+  last mixture; the official per-epoch labels are `fit_predict` on the E-step's draw (the two
+  agree in distribution; ours also serves a score split other than the fit split) (ours).
+- The mixture's EM: scikit-learn's GaussianMixture, diagonal, `gmm_max_iter` 100 iterations,
+  reg_covar `gmm_reg_covar` 1e-6, warm-started from the previous mixture (as the authors' code).
+- The E-step's mixture is fitted on float64 draws; the official code fits float32 ones (ours).
+- The encoder runs once per M-step batch for both draws of z; the official code runs it
+  twice on the same batch, so its BatchNorm running statistics move twice per step (ours).
+- `responsibilities: exact` (ours) beside the official `floored` of the paper variant.
 - The `wide` configuration for 32 x 32 colour images (CIFAR-10/100, STL-10 resized) and the
-  quick/smoke settings (width, T, epochs, learning rate) are ours; the official code has
-  MNIST only.
+  quick/smoke settings (width, T, epochs, learning rate 1e-3 instead of 1e-4) are ours; the
+  official code has MNIST only, at lr 1e-4. They are not the method's dynamics: results
+  under them are named with these settings.
 - bf16 autocast of the networks' forward passes on CUDA when the run's precision is bf16
-  (config/config.yaml); CPU runs are always fp32.
+  (config/config.yaml); CPU runs are always fp32 (ours).
 """
 from __future__ import annotations
 
@@ -74,6 +92,8 @@ from methods.nets.diffusion import NoiseSchedule, ancestral_sample, guided
 
 READOUT_BATCH = 1000
 LOG_2PI = math.log(2 * math.pi)
+GAMMA_FLOOR = 1e-10             # the official code's floor on the responsibilities
+RESPONSIBILITIES = ("floored", "exact")
 
 
 class ClusterDDPM(nn.Module):
@@ -99,13 +119,29 @@ def mixture_log_joint(z: torch.Tensor, mixture: dict[str, torch.Tensor]) -> torc
     return mixture["weights"].log() + log_normal
 
 
-def vade_kl(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, mixture: dict[str, torch.Tensor]) -> torch.Tensor:
+def responsibilities(z: torch.Tensor, mixture: dict[str, torch.Tensor], kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """gamma_c(z) and the log gamma_c that the KL uses, shape (B, K) each.
+    floored (the official code, main.py L389-391, L406): gamma = exp(log pi + log N) + 1e-10,
+      normalised, and log(gamma + 1e-10). Where every log pi_c + log N(z|c) is far below
+      log 1e-10 (about -23: in 32 dimensions, any component standard deviation above ~0.45)
+      gamma is uniform and carries no gradient.
+    exact: the log-softmax of log pi + log N (ours)."""
+    log_joint = mixture_log_joint(z, mixture)
+    if kind == "exact":
+        log_gamma = log_joint.log_softmax(-1)
+        return log_gamma.exp(), log_gamma
+    gamma = log_joint.exp() + GAMMA_FLOOR
+    gamma = gamma / gamma.sum(-1, keepdim=True)
+    return gamma, (gamma + GAMMA_FLOOR).log()
+
+
+def vade_kl(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, mixture: dict[str, torch.Tensor],
+            kind: str = "exact") -> torch.Tensor:
     """KL(q(z, c | x) || p(z, c)) per example, with q(c | x) = gamma(z) the mixture's
-    responsibilities at the draw z:
+    responsibilities at the draw z (`responsibilities` of that kind):
         1/2 sum_c gamma_c sum_j (log s2_cj + sig2_j / s2_cj + (mu_j - m_cj)^2 / s2_cj)
         - sum_c gamma_c log(pi_c / gamma_c) - 1/2 sum_j (1 + log sig2_j)."""
-    log_gamma = mixture_log_joint(z, mixture).log_softmax(-1)
-    gamma = log_gamma.exp()
+    gamma, log_gamma = responsibilities(z, mixture, kind)
     var = mixture["variances"]
     per_component = 0.5 * (var.log() + logvar.exp()[:, None] / var + (mu[:, None] - mixture["means"]) ** 2 / var).sum(-1)
     return ((gamma * per_component).sum(-1) - (gamma * (mixture["weights"].log() - log_gamma)).sum(-1)
@@ -135,7 +171,7 @@ def batch_loss(model: ClusterDDPM, x0: torch.Tensor, mixture: dict[str, torch.Te
         return mse, mse, torch.zeros((), device=x0.device)
     mu, logvar = mu.float(), logvar.float()
     mse = error.flatten(1).sum(1).mean()
-    kl = vade_kl(mu, logvar, reparameterise(mu, logvar, generator), mixture).mean()
+    kl = vade_kl(mu, logvar, reparameterise(mu, logvar, generator), mixture, config["responsibilities"]).mean()
     return mse + config["kl_weight"] * kl, mse, kl
 
 
@@ -195,6 +231,9 @@ def check_config(config: dict, data: RunData) -> None:
     NoiseSchedule.linear(config["steps"], config["beta_start"], config["beta_end"]).check_ends_in_noise("clusterddpm")
     if not 0 <= config["cond_drop"] < 1 or config["lr"] <= 0 or config["kl_weight"] < 0:
         raise ValueError("clusterddpm: cond_drop must be in [0, 1), lr positive, kl_weight at least 0")
+    if config["responsibilities"] not in RESPONSIBILITIES:
+        raise ValueError(f"clusterddpm: unknown responsibilities '{config['responsibilities']}'; "
+                         f"valid: {', '.join(RESPONSIBILITIES)}")
     if data.dataset.kind != "images":
         raise ValueError(f"clusterddpm: needs images; dataset '{data.dataset.name}' holds points")
     side = data.fit.x.shape[-1]
@@ -231,12 +270,17 @@ class ClusterDDPMMethod(Method):
         labels = training.extra["labels"].numpy() if "labels" in training.extra else None
 
         pre, total, batch = config["pretrain_epochs"], config["pretrain_epochs"] + config["em_epochs"], config["batch_size"]
-        steps = len(fit_x) // batch
+        steps = math.ceil(len(fit_x) / batch)
         for epoch in run.progress(range(training.epoch + 1, total + 1), total=total - training.epoch, desc="clusterddpm epochs"):
             stage = "pretrain" if epoch <= pre else "em"
+            if epoch == pre + 1:
+                # the official EM loop builds a new Adam (main.py L548): the pre-training
+                # moments, of a per-pixel mean, would inflate the first EM steps several-fold
+                optimiser = training.optimiser = torch.optim.Adam(model.parameters(), lr=config["lr"])
             mixture = None if stage == "pretrain" else as_tensors(state, device)
             model.train()
-            order = torch.randperm(len(fit_x), generator=generator, device=device)[:steps * batch].view(steps, batch)
+            # every image every epoch, the last batch smaller (the official DataLoader's drop_last=False)
+            order = torch.randperm(len(fit_x), generator=generator, device=device).split(batch)
             sums = torch.zeros(2, device=device)
             for step, index in enumerate(order):
                 with run.autocast():

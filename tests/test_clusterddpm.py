@@ -12,7 +12,7 @@ from bench.runner import check_outputs
 from evaluation.clustering import hungarian_accuracy
 from methods.base import RunContext
 from methods.clusterddpm import (ClusterDDPM, ClusterDDPMMethod, batch_loss, fit_mixture, mixture_log_joint,
-                                 mixture_state, restore_mixture, vade_kl)
+                                 mixture_state, responsibilities, restore_mixture, vade_kl)
 from methods.nets.diffusion import NoiseSchedule
 from method_runs import Killed, data_slice, killed_after, log_rows
 from method_runs import fit as fit_method
@@ -70,6 +70,26 @@ def test_vade_kl_gradient_reaches_the_responsibility_draw():
     z = torch.randn(5, 2, generator=g, requires_grad=True)
     vade_kl(torch.randn(5, 2, generator=g), torch.zeros(5, 2), z, mixture).sum().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_floored_responsibilities_are_uniform_far_from_every_component():
+    """The official gamma = exp(log pi + log N) + 1e-10, normalised: a point 6 standard
+    deviations from every component of a 32-d mixture gets a flat gamma, where the exact
+    log-softmax still picks the narrowest component."""
+    g = torch.Generator().manual_seed(4)
+    k, d = 5, 32
+    stds = torch.linspace(1.0, 2.0, k)[:, None].expand(k, d)
+    directions = torch.nn.functional.normalize(torch.randn(k, d, generator=g), dim=-1)
+    mixture = {"weights": torch.full((k,), 1 / k), "means": 6 * stds * directions, "variances": stds ** 2}
+    z = torch.zeros(1, d)
+    floored, log_floored = responsibilities(z, mixture, "floored")
+    exact, _ = responsibilities(z, mixture, "exact")
+    torch.testing.assert_close(floored, torch.full((1, k), 1 / k), atol=1e-3, rtol=0)
+    torch.testing.assert_close(log_floored, (floored + 1e-10).log())
+    assert exact.max() > 0.99
+    tight = {**mixture, "variances": torch.full((k, d), 0.01)}        # near a tight component both agree
+    torch.testing.assert_close(responsibilities(tight["means"][:1], tight, "floored")[0],
+                               responsibilities(tight["means"][:1], tight, "exact")[0])
 
 
 def test_pretraining_averages_and_the_m_step_sums_the_noise_error_over_pixels(digits):
@@ -147,12 +167,28 @@ def test_same_seed_same_numbers_and_valid_outputs(digits, tmp_path):
     assert not np.array_equal(other["embedding"], first["embedding"])
 
 
-def test_an_interrupted_run_resumes_to_the_same_outputs(digits, tmp_path):
+def test_every_image_every_epoch_and_a_fresh_optimiser_for_em(digits, tmp_path):
+    """160 images in batches of 50: 4 steps an epoch (the last of 10 images). The first EM
+    epoch's Adam has taken only its own 4 steps: nothing of the 8 pre-training steps."""
+    data, config = digits_slice(digits, 160), {**method_config("clusterddpm", "smoke"), **TINY, "pretrain_epochs": 2,
+                                               "em_epochs": 1}
+    steps = {}
+
+    class Recording(RunContext):
+        def save_checkpoint(self, state):
+            super().save_checkpoint(state)
+            steps[state["epoch"]] = {int(s["step"]) for s in state["optimiser"]["state"].values()}
+    fit(data, config, tmp_path, context=Recording)
+    assert steps == {1: {4}, 2: {8}, 3: {4}}
+
+
+@pytest.mark.parametrize("killed_at", [1, 2], ids=["end-of-pretraining", "inside-em"])
+def test_an_interrupted_run_resumes_to_the_same_outputs(digits, tmp_path, killed_at):
     data, config = digits_slice(digits, 150), {**method_config("clusterddpm", "smoke"), **TINY}
 
     with pytest.raises(Killed):
-        fit(data, config, tmp_path / "resumed", context=killed_after(2))            # after the first EM epoch
-    assert [row["epoch"] for row in log_rows(tmp_path / "resumed")] == ["1", "2"]
+        fit(data, config, tmp_path / "resumed", context=killed_after(killed_at))
+    assert [row["epoch"] for row in log_rows(tmp_path / "resumed")] == [str(e) for e in range(1, killed_at + 1)]
     resumed, uninterrupted = fit(data, config, tmp_path / "resumed"), fit(data, config, tmp_path / "straight")
     assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "straight")
     for key in uninterrupted:
