@@ -163,6 +163,8 @@ def test_same_seed_same_numbers_and_valid_outputs(digits, tmp_path):
     assert first["sample_clusters"].tolist() == np.repeat(np.arange(10), 2).tolist()
     assert first["samples"].std() > 0                                           # not a blank canvas
     assert first["embedding"].shape == (150, 4) and first["probs"].shape == (150, 10)
+    np.testing.assert_allclose(np.exp(first["log_probs"]), first["probs"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(first["assignments"], first["log_probs"].argmax(1))
     other = fit(data, config, tmp_path / "c", seed=1)
     assert not np.array_equal(other["embedding"], first["embedding"])
 
