@@ -52,7 +52,7 @@ drawn from component c, with guidance eps = (1 + w) eps(x_t, z) - w eps(x_t, 0),
 Determinism: weights initialised under run.seed; every draw (batches, z, t, noise, dropout
 of z, E-step draws, samples) from one torch.Generator seeded with run.seed; the mixture
 fits get seeds derived from run.seed. A checkpoint after every epoch holds the networks,
-the optimiser, the generator, the epoch, and the mixture (weights, means, precisions) with
+the optimiser of its stage, the generator, the epoch, and the mixture (weights, means, precisions) with
 the last labels, so a resumed run continues the same EM trajectory.
 
 Every remaining difference from the official code (and where the code is silent):
