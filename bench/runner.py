@@ -102,7 +102,7 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
 
 def check_outputs(outputs: dict, n: int, method: str) -> None:
     """A method's outputs must describe every example of the score split, in its order."""
-    for key in ("assignments", "assignments_at_mean", "probs", "embedding"):
+    for key in ("assignments", "assignments_at_mean", "probs", "log_probs", "log_probs_mixture_posterior", "embedding"):
         if key in outputs and len(outputs[key]) != n:
             raise ValueError(f"method '{method}' returned {len(outputs[key])} rows of '{key}' for {n} examples")
     for key in ("assignments", "assignments_at_mean"):

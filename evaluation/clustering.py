@@ -3,7 +3,9 @@
     ACC[hungarian]          best one-to-one cluster→class map (DEC/VaDE convention); with
                             more clusters than classes the unmatched clusters count as errors
     ACC[aae-most-confident] each cluster takes the label of its most confident example
-                            (adversarial-autoencoder protocol, followed by GMVAE); many-to-one
+                            (adversarial-autoencoder protocol, followed by GMVAE); many-to-one.
+                            Ranked by log-odds from log-probabilities: saturated float32
+                            posteriors tie at exactly 1.0, log-odds do not
     NMI[arithmetic|geometric], ARI   scikit-learn, with the average stated explicitly
 """
 from __future__ import annotations
@@ -31,13 +33,25 @@ def hungarian_accuracy(labels_true: np.ndarray, labels_pred: np.ndarray) -> floa
     return float(counts[rows, cols].sum() / len(labels_true))
 
 
-def most_confident_accuracy(labels_true: np.ndarray, probs: np.ndarray) -> float:
-    """ACC[aae-most-confident]: cluster k is labelled with the class of argmax_i probs[i, k]."""
-    probs = np.asarray(probs)
-    _check_same_length(labels_true, probs)
-    assigned = probs.argmax(axis=1)
-    cluster_label = np.asarray(labels_true)[probs.argmax(axis=0)]
+def most_confident_accuracy(labels_true: np.ndarray, log_probs: np.ndarray) -> float:
+    """ACC[aae-most-confident]: cluster k is labelled with the class of its most confident
+    example, the one of the highest log-odds log p_ik - log sum_{j != k} p_ij (an order the
+    same as p_ik's, but not flattened where p_ik rounds to 1). `log_probs`: log posteriors
+    (N x K); from probabilities, np.log(probs) (ties at 1.0 then stay ties)."""
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    _check_same_length(labels_true, log_probs)
+    assigned = log_probs.argmax(axis=1)
+    cluster_label = np.asarray(labels_true)[log_odds(log_probs).argmax(axis=0)]
     return float(np.mean(cluster_label[assigned] == labels_true))
+
+
+def log_odds(log_probs: np.ndarray) -> np.ndarray:
+    """log p_ik - log sum_{j != k} p_ij for every example i and cluster k (N x K)."""
+    from scipy.special import logsumexp
+    k = log_probs.shape[1]
+    others = np.where(np.eye(k, dtype=bool), -np.inf, log_probs[:, None, :])     # (N, K, K): row k without k
+    with np.errstate(divide="ignore"):
+        return log_probs - logsumexp(others, axis=-1)
 
 
 def nmi(labels_true: np.ndarray, labels_pred: np.ndarray, average: str) -> float:

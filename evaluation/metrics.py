@@ -90,6 +90,14 @@ def _clustering(protocol: str, output: str, score: Callable, only_if_given: bool
                   lambda c: score(np.asarray(c.split.labels), c.outputs[output]))
 
 
+def _most_confident_accuracy(c: Context) -> float:
+    """From the method's log-posteriors where it gives them (exact ranking of saturated
+    posteriors), else from the log of its probabilities."""
+    with np.errstate(divide="ignore"):
+        log_probs = c.outputs["log_probs"] if "log_probs" in c.outputs else np.log(c.outputs["probs"])
+    return clustering.most_confident_accuracy(np.asarray(c.split.labels), log_probs)
+
+
 # Disentanglement ---------------------------------------------------------------------------
 
 def _disentanglement(name: str) -> Metric:
@@ -198,7 +206,8 @@ def _bi_lipschitz(statistic: str, pairs: str) -> Metric:
 
 METRICS = {
     "acc_hungarian": _clustering("acc[hungarian]", "assignments", clustering.hungarian_accuracy),
-    "acc_aae": _clustering("acc[aae-most-confident]", "probs", clustering.most_confident_accuracy),
+    "acc_aae": Metric("clustering", "acc", ("probs",), _has_labels,
+                      lambda c: _with_split("acc[aae-most-confident]", c.split.name), _most_confident_accuracy),
     "nmi_arithmetic": _clustering("nmi[average=arithmetic]", "assignments",
                                   lambda y, pred: clustering.nmi(y, pred, "arithmetic")),
     "nmi_geometric": _clustering("nmi[average=geometric]", "assignments",
@@ -209,6 +218,14 @@ METRICS = {
                                          clustering.hungarian_accuracy, only_if_given=True),
     "nmi_arithmetic_at_mean": _clustering("nmi[average=arithmetic,readout=latent-mean]", "assignments_at_mean",
                                           lambda y, pred: clustering.nmi(y, pred, "arithmetic"), only_if_given=True),
+    # GMVAE v1's p(z|x,w) at the posterior means, beside the paper's read-out from its q(z|y) head
+    "acc_aae_mixture_posterior": _clustering("acc[aae-most-confident,readout=mixture-posterior]",
+                                             "log_probs_mixture_posterior", clustering.most_confident_accuracy,
+                                             only_if_given=True),
+    "acc_hungarian_mixture_posterior": _clustering("acc[hungarian,readout=mixture-posterior]",
+                                                   "log_probs_mixture_posterior",
+                                                   lambda y, log_probs: clustering.hungarian_accuracy(y, log_probs.argmax(1)),
+                                                   only_if_given=True),
     **{name: _disentanglement(name) for name in ("beta_vae", "factor_vae", "mig", "dci_disentanglement",
                                                  "dci_completeness", "dci_informativeness", "sap", "modularity")},
     "fid": _fid_kid("fid"),

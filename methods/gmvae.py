@@ -3,8 +3,10 @@
     python -m bench run --suite paper --dataset mnist --method gmvae --variant paper-v1-k10-m1 --seed 0
     python -m bench run --suite quick --dataset digits --method gmvae --variant quick --seed 0
 
-Spec: ../shared/specs/gmvae.md. Written from the paper's equations; not the authors' Torch
-code, and not jariasf/GMVAE (a different, Gumbel-softmax model).
+Spec: ../shared/specs/gmvae.md. Written from the paper's equations and checked against the
+authors' Torch code (Nat-D/GMVAE: `master` for v1, `version2` for the final version;
+../shared/specs/official-code-review.md, section 3); not their code, and not jariasf/GMVAE
+(a different, Gumbel-softmax model).
 
 Generative model (y observation, x continuous latent, w noise latent, z one-hot cluster):
 
@@ -30,22 +32,26 @@ are reparameterised draws from q(x|y) q(w|y) (`m_samples` = M):
 with cluster weights r_jk = q(z_k|y) for v1 (its variational posterior of z) and
 r_jk = p(z_k | x_j, w_j) for final (which has no q(z|y) head). The max(lambda, .) is the
 free-bits threshold: the z-prior of an example gives gradient only while its value exceeds
-lambda (0.5 nats).
+lambda (0.5 nats). On MNIST, alpha = 0.4, the authors' run script's `-cvWeight 0.4` (in v1
+cvWeight is alpha; 2.0 is their spiral setting).
 
-Sign quirk (`sign_quirk`, off by default): the authors' version2 code flips the sign of the
-conditional-prior gradient when the z-prior exceeds the threshold, which looks like a bug.
-With the flag on, for every example whose z-prior value exceeds lambda, the conditional-prior
-term keeps its value but its gradient (to every parameter) is negated; examples under the
-threshold are untouched. Only the final objective has a threshold, so the flag is refused
-with v1.
+Sign quirk (`sign_quirk`, off by default, on in paper-final): the Torch code of the final
+version (version2 main.lua L241-245) compares the batch-mean z-prior with lambda; when it
+exceeds lambda, the z-prior's gradient is added to the gradient with respect to the
+responsibilities p(z|x,w) and the sum is negated: the z-prior is descended, but the
+conditional prior's gradient through the responsibilities is reversed (its gradients to
+mu_x, log sigma^2_x and the prior network are not); under lambda neither happens. The flag
+reproduces exactly that (`final_cluster_terms`); the correct gradient is the default. Only
+the final objective has a threshold, so the flag is refused with v1.
 
-Read-out (both objectives): probs = p(z | x, w) with x and w at their posterior means
-mu_x(y), mu_w(y), networks in eval mode; assignments = argmax. For v1 this is also the
-spec's read-out, not the q(z|y) head: it is the model's own posterior, the same read-out
-for both versions, so the two are comparable. A v1 run logs every epoch how often the head's
-argmax agrees with p(z|x,w)'s on the training batches (`head_agreement`).
+Read-out: v1 scores the q(z|y) head (eval mode), as the authors' code does for its table
+(master main.lua L377): assignments, probs and log_probs come from it, and p(z | x, w) at the
+posterior means mu_x(y), mu_w(y) is a second read-out (`log_probs_mixture_posterior`, scored
+with readout=mixture-posterior in its metric specs). final has no head: its read-out is that
+p(z | x, w). A v1 run logs every epoch how often the head's argmax agrees with p(z|x,w)'s on
+the training batches (`head_agreement`).
 
-Outputs: assignments, probs (N x K), embedding = mu_x(y) (N x x_dim) about the score split;
+Outputs: assignments, probs and log_probs (N x K), embedding = mu_x(y) (N x x_dim) about the score split;
 for image data, samples: for each cluster k in order, 1 + `samples_per_cluster` images decoded
 (decoder mean) from x = mu_k(w), first with w = 0, then with w ~ N(0, I); uint8, C x H x W;
 and sample_clusters, the cluster of each (the runner's sample grid has a row per cluster).
@@ -63,20 +69,27 @@ torch.Generator on the run's device seeded with run.seed. A checkpoint every
 `checkpoint_every` epochs holds model, optimiser, epoch and that generator's state, so a
 killed run resumes to the same numbers as an uninterrupted one (bit-identical on CPU).
 
-Deviations from the spec and the paper, and readings of what they leave open:
-- The spec writes the conditional prior as sum_k p(z_k) * mean_j KL(...); p(z_k) is read as
-  the cluster posterior the objective uses (q(z|y) for v1, p(z|x_j,w_j) for final), not the
-  uniform prior, and the gradient flows through these weights as well.
-- The free-bits threshold (and the sign quirk) act on each example's z-prior averaged over
-  its M draws.
-- The loss is averaged over the batch rather than summed (the spec sums the z-prior over the
-  batch): all terms are scaled alike, so only Adam's epsilon sees the difference.
+Every remaining difference from the authors' code, and readings of what it leaves open:
+- The conditional prior's cluster weights are the posterior the objective uses (q(z|y) for
+  v1, p(z|x_j,w_j) for final), with gradient through them (as the authors' code).
+- The final version's code weights each example's conditional-prior KL with the wrong
+  examples' responsibilities (version2 UtilsNetwork.lua L49-53: Replicate(D), then a
+  row-major Reshape(M*N, D) and Transpose scramble them across the batch, so example j is
+  weighted by those of examples 4j..4j+3 mod 50 for N = 50, M = 1). We implement the intended
+  weighting, each example's own; the published final numbers may depend on the bug (ours).
+- Without the quirk, the free-bits threshold acts on each example's z-prior averaged over its
+  M draws; the code gates the batch mean (ours).
+- The loss is averaged over the batch rather than summed: all terms are scaled alike, so
+  only Adam's epsilon sees the difference (ours).
 - M counts draws of w and, paired with them, of x (p(z|x,w) needs both); the reconstruction
-  term uses one draw of x, so the decoder's cost does not grow with M.
+  term uses one draw of x, where the code averages it over the M draws, so the decoder's cost
+  does not grow with M (ours).
 - Training drops the last incomplete batch of each epoch (BatchNorm needs more than one
-  example); the order is reshuffled every epoch, so every example is seen.
-- The paper-final variant's K and M are not stated in the spec; they are set to K = 10 and
-  M = 1. The spec's conv layer "64->500" uses `hidden` (500) for its width.
+  example); the order is reshuffled every epoch, so every example is seen (ours).
+- The v1 variants use K = 10 and 16 as the paper's table; the run script's K = 14 is the
+  paper-v1-k14-m1 variant. paper-final-k10-m1's K = 10 and M = 1 are ours (the script has 14).
+  The conv layer "64->500" uses `hidden` (500) for its width (as the authors' code).
+- PyTorch's default initialisation (Torch7's differs, e.g. ConvTranspose bounds) (ours).
 - The fully connected architecture, the Gaussian likelihood's learned per-pixel variance, and
   the quick/smoke settings (architecture, sizes, learning rate, epochs) are ours, not the paper's.
 """
@@ -133,6 +146,25 @@ def free_bits(value, threshold: float):
 def flip_gradient(value, where):
     """The same value, with its gradient negated where `where` is true (the sign quirk)."""
     return torch.where(where, 2 * value.detach() - value, value)
+
+
+def final_cluster_terms(log_posterior, kl_x, config: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The final objective's conditional prior, z-prior and its weighted loss, per example,
+    from log p(z | x_j, w_j) (M, B, K) and the KLs to the K components (M, B, K).
+    Correct gradient: the z-prior as max(lambda, value) per example.
+    `sign_quirk`, the Torch code exactly (version2 main.lua L241-245): one gate for the batch,
+    open when the batch-mean z-prior exceeds lambda; then the z-prior has its gradient and the
+    conditional prior's gradient through the responsibilities (only) is negated; closed, the
+    z-prior gives no gradient and nothing is negated."""
+    responsibilities = log_posterior.exp()
+    z_prior = kl_to_uniform(log_posterior).mean(0)
+    if config["sign_quirk"]:
+        gate = z_prior.mean() > config["lambda_threshold"]
+        responsibilities = flip_gradient(responsibilities, gate)
+        z_loss = torch.where(gate, z_prior, z_prior.detach())
+    else:
+        z_loss = free_bits(z_prior, config["lambda_threshold"])
+    return (responsibilities * kl_x).sum(-1).mean(0), z_prior, z_loss * config["cv_weight"]
 
 
 # Networks -------------------------------------------------------------------------------
@@ -230,21 +262,17 @@ class GMVAE(nn.Module):
             terms["head_agreement"] = (log_qz.argmax(-1) == log_posterior.exp().mean(0).argmax(-1)).float()
             total = terms["z_prior"] * c["eta"] + terms["consistency"] * c["alpha"]
         else:
-            terms["cond_prior"] = (log_posterior.exp() * kl_x).sum(-1).mean(0)
-            terms["z_prior"] = kl_to_uniform(log_posterior).mean(0)
-            total = free_bits(terms["z_prior"], c["lambda_threshold"]) * c["cv_weight"]
-        cond_prior = terms["cond_prior"]
-        if c["sign_quirk"]:
-            cond_prior = flip_gradient(cond_prior, terms["z_prior"] > c["lambda_threshold"])
-        terms["loss"] = terms["recon"] + cond_prior + terms["w_prior"] + total
+            terms["cond_prior"], terms["z_prior"], total = final_cluster_terms(log_posterior, kl_x, c)
+        terms["loss"] = terms["recon"] + terms["cond_prior"] + terms["w_prior"] + total
         terms["cluster"] = log_posterior.exp().mean(0).argmax(-1)
         return terms
 
     @torch.no_grad()
-    def readout(self, y) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(z | x, w) at the posterior means of x and w, and the posterior mean of x."""
-        mu_x, _, mu_w, _, _ = self.encode(y)
-        return cluster_log_posterior(mu_x, *self.prior(mu_w)).exp(), mu_x
+    def readout(self, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log q(z | y) of the v1 head (None for final), log p(z | x, w) at the posterior means
+        of x and w, and the posterior mean of x."""
+        mu_x, _, mu_w, _, log_qz = self.encode(y)
+        return log_qz, cluster_log_posterior(mu_x, *self.prior(mu_w)), mu_x
 
     @torch.no_grad()
     def generate(self, n_random: int, generator: torch.Generator) -> torch.Tensor:
@@ -323,11 +351,13 @@ class GMVAEMethod(Method):
                 training.save(run, epoch)
 
         model.eval()
-        probs, embedding = (torch.cat(parts) for parts in zip(*(
+        head, mixture, embedding = (None if parts[0] is None else torch.cat(parts).cpu().numpy() for parts in zip(*(
             model.readout(chunk) for chunk in score_y.split(READOUT_BATCH))))
-        outputs = {"assignments": probs.argmax(1).cpu().numpy().astype(np.int64),
-                   "probs": probs.cpu().numpy().astype(np.float32),
-                   "embedding": embedding.cpu().numpy().astype(np.float32)}
+        paper = mixture if head is None else head                # v1: the authors' code scores the head
+        outputs = {"assignments": paper.argmax(1).astype(np.int64), "probs": np.exp(paper).astype(np.float32),
+                   "log_probs": paper.astype(np.float32), "embedding": embedding.astype(np.float32)}
+        if head is not None:
+            outputs["log_probs_mixture_posterior"] = mixture.astype(np.float32)
         if data.dataset.kind == "images":
             images = model.generate(config["samples_per_cluster"], generator)
             outputs["samples"] = np.rint(images.cpu().numpy() * 255).astype(np.uint8)

@@ -41,7 +41,7 @@ Read-out (ours): the networks in eval mode on the un-augmented score split; the 
 over "the batch" is taken over the whole split (log f_k(x_i) = s_ik - logsumexp over all N
 examples of s_k), and the E-step above runs once over all N examples. The read-out is then
 one well-defined function of the split, independent of batch size and order.
-probs = gamma (N x K, rows sum to 1); assignments = argmax_k gamma_ik; embedding = the
+probs = gamma (N x K, rows sum to 1) and log_probs = log gamma; assignments = argmax_k gamma_ik; embedding = the
 backbone's penultimate features (N x d, the input of the K-way output layer).
 
 Backbones (ours, written here): `conv` for C x 28 x 28 images: three 3x3 conv + BN + ReLU
@@ -77,6 +77,11 @@ Choices that are ours (the paper's values could not be read):
 - The consistency term as the cross-view M-step objective above (not IIC's mutual
   information); the entropy term on the marginal of the posteriors, off (weight 0) in the
   paper variants: the batch-wise constraint alone keeps every cluster in use.
+- Target sharpening: the M-step's targets are gamma^(1/T) renormalised over k, T =
+  `target_temperature` (0.5 in the paper variants, 0.25 in quick), in place of gamma itself.
+  This is no longer the EM M-step: the posterior is replaced by a sharpened pseudo-label
+  (self-training). T = 1 is the plain EM M-step; the quick suite runs both (quick, quick-t1)
+  side by side to measure what sharpening does.
 - The read-out over the whole split (above); the backbones and augmentations (above).
 - Adam; the learning rate, batch size (512, the spec's 256-512 range), epochs (200) and widths
   of the paper variants; the paper variants train and score on the `all` split (train+test,
@@ -328,15 +333,19 @@ class NMMMethod(Method):
             if epoch % config["checkpoint_every"] == 0 or epoch == epochs:
                 training.save(run, epoch)
 
-        gamma, embedding = readout(model, score_x, config["density_constraint"])
-        return {"assignments": gamma.argmax(1).cpu().numpy().astype(np.int64),
-                "probs": gamma.cpu().numpy().astype(np.float32),
+        log_gamma, embedding = readout(model, score_x, config["density_constraint"])
+        return {"assignments": log_gamma.argmax(1).cpu().numpy().astype(np.int64),
+                "probs": log_gamma.exp().cpu().numpy().astype(np.float32),
+                "log_probs": log_gamma.cpu().numpy().astype(np.float32),
                 "embedding": embedding.cpu().numpy().astype(np.float32)}
 
 
 @torch.no_grad()
 def readout(model: NMM, x: torch.Tensor, constrained: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Responsibilities with the densities normalised over all of x, and the penultimate features."""
+    """Log-responsibilities with the densities normalised over all of x (as logarithms: the
+    most confident responsibilities round to 1), and the penultimate features."""
     model.eval()
     scores, features = (torch.cat(parts) for parts in zip(*(model(chunk) for chunk in x.split(READOUT_BATCH))))
-    return e_step(log_densities(scores, constrained))[1], features
+    log_f = log_densities(scores, constrained)
+    log_pi, _ = e_step(log_f)
+    return (log_pi + log_f).log_softmax(1), features

@@ -4,7 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
-from evaluation import clustering
+from datasets.base import Split
+from evaluation import clustering, metrics
 
 
 def brute_force_accuracy(y_true, y_pred):
@@ -49,7 +50,7 @@ def test_most_confident_accuracy_hand_made():
                       [0.1, 0.1, 0.8]])
     y_true = np.array([4, 4, 8, 8, 4])
     # assigned clusters: 0, 0, 0, 1, 2 -> labels 4, 4, 4, 8, 4: example 2 (class 8) is wrong.
-    assert clustering.most_confident_accuracy(y_true, probs) == pytest.approx(4 / 5)
+    assert clustering.most_confident_accuracy(y_true, np.log(probs)) == pytest.approx(4 / 5)
 
 
 def test_most_confident_accuracy_is_many_to_one():
@@ -57,10 +58,33 @@ def test_most_confident_accuracy_is_many_to_one():
     # which a one-to-one (Hungarian) map would forbid.
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     y_true = np.array([1, 1, 0])
-    assert clustering.most_confident_accuracy(y_true, probs) == pytest.approx(2 / 3)
+    assert clustering.most_confident_accuracy(y_true, np.log(probs)) == pytest.approx(2 / 3)
     assert clustering.hungarian_accuracy(y_true, probs.argmax(1)) == pytest.approx(2 / 3)
-    assert clustering.most_confident_accuracy(np.array([1, 1, 1]), probs) == 1.0
+    assert clustering.most_confident_accuracy(np.array([1, 1, 1]), np.log(probs)) == 1.0
     assert clustering.hungarian_accuracy(np.array([1, 1, 1]), probs.argmax(1)) == pytest.approx(2 / 3)
+
+
+def test_most_confident_accuracy_ranks_saturated_posteriors_by_log_probability():
+    """Cluster 0's posteriors all round to exactly 1.0 in float32, and so do their log-softmax
+    values to 0.0; its first example (class 1) is its least confident one, its most confident
+    (class 0) the last. Log-odds keep the order: the accuracy equals the exact one (float64)."""
+    margins = np.array([20.0, 25.0, 30.0, 35.0, 60.0])           # logit of cluster 0 over cluster 1
+    logits = np.concatenate([np.stack([margins, np.zeros(5)], 1), [[0.0, 3.0], [0.0, 4.0]]])
+    log_probs = logits - np.logaddexp(logits[:, :1], logits[:, 1:])
+    y_true = np.array([1, 1, 0, 0, 0, 1, 1])
+    logits32 = logits.astype(np.float32)
+    log_probs32 = logits32 - np.logaddexp(logits32[:, :1], logits32[:, 1:])   # a log-softmax in float32
+    probs32 = np.exp(log_probs32)
+    assert (probs32[:5, 0] == 1.0).all() and (log_probs32[:5, 0] == 0.0).all()   # exact ties in float32
+    exact = clustering.most_confident_accuracy(y_true, log_probs)
+    first_tied = np.mean(y_true[probs32.argmax(0)][probs32.argmax(1)] == y_true)   # the first tied example wins
+    assert exact == pytest.approx(5 / 7) and first_tied == pytest.approx(4 / 7)
+    assert clustering.most_confident_accuracy(y_true, log_probs32) == exact
+    context = metrics.Context({"probs": probs32, "log_probs": log_probs32}, Split("all", np.zeros((7, 1)), y_true))
+    assert metrics.METRICS["acc_aae"].compute(context) == exact
+    # from probabilities alone too: the small posteriors are still representable in float32
+    without_logs = metrics.Context({"probs": probs32}, Split("all", np.zeros((7, 1)), y_true))
+    assert metrics.METRICS["acc_aae"].compute(without_logs) == exact
 
 
 def direct_nmi(y_true, y_pred, average):

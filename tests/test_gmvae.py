@@ -15,7 +15,7 @@ from bench.runner import check_outputs
 from datasets.base import Split
 from evaluation.clustering import hungarian_accuracy
 from methods.base import RunContext, RunData
-from methods.gmvae import (GMVAE, GMVAEMethod, cluster_log_posterior, entropy, flip_gradient, free_bits,
+from methods.gmvae import (GMVAE, GMVAEMethod, cluster_log_posterior, entropy, final_cluster_terms, free_bits,
                            gaussian_kl, kl_to_uniform)
 from method_runs import Killed, killed_after, log_rows
 
@@ -82,38 +82,82 @@ def test_z_prior_gradient_stays_finite_when_the_posterior_underflows():
     assert torch.isfinite(logits.grad).all()
 
 
-def test_sign_quirk_negates_the_conditional_prior_gradient_where_the_z_prior_exceeds_lambda():
-    value = torch.tensor([1.0, 2.0], requires_grad=True)
-    flipped = flip_gradient(value * 3, torch.tensor([True, False]))
-    flipped.sum().backward()
-    assert torch.equal(flipped.detach(), torch.tensor([3.0, 6.0])) and torch.equal(value.grad, torch.tensor([-3.0, 3.0]))
+def quirk_gradients(z_prior_logits, config):
+    """Gradients of the final objective's conditional prior + z-prior loss with respect to
+    the log-posteriors and the component KLs, for one draw (M = 1)."""
+    log_posterior = z_prior_logits.log_softmax(-1)[None].detach().requires_grad_()
+    kl_x = torch.rand(log_posterior.shape, generator=torch.Generator().manual_seed(5)).requires_grad_()
+    cond_prior, z_prior, z_loss = final_cluster_terms(log_posterior, kl_x, config)
+    (cond_prior + z_loss).sum().backward()
+    return log_posterior.grad, kl_x.grad, z_prior.detach()
 
-    # In the model: loss(quirk) has the same value, and gradient = grad(loss) - 2 grad(cond_prior where exceeded).
+
+def parts(log_posterior_logits, config):
+    """The same gradients split by path: the conditional prior through the responsibilities,
+    and the z-prior (weighted), each alone."""
+    log_posterior = log_posterior_logits.log_softmax(-1)[None].detach().requires_grad_()
+    kl_x = torch.rand(log_posterior.shape, generator=torch.Generator().manual_seed(5))
+    through_r, = torch.autograd.grad((log_posterior.exp() * kl_x).sum(), log_posterior)
+    z_prior, = torch.autograd.grad(kl_to_uniform(log_posterior).sum() * config["cv_weight"], log_posterior)
+    return through_r, z_prior
+
+
+@pytest.mark.parametrize("case", ["gate-open", "gate-closed"])
+def test_sign_quirk_is_the_torch_code_batch_gate_and_the_responsibilities_path_only(case):
+    """version2 main.lua L241-245: when the batch-mean z-prior exceeds lambda, the
+    responsibilities' gradient (conditional prior's + z-prior's) is negated as a sum, for
+    every example of the batch; the KLs' own gradient never is. Under lambda on average,
+    nothing is negated and the z-prior gives no gradient, even for an example above lambda."""
     config = {**method_config("gmvae", "smoke"), "sign_quirk": True}
-    torch.manual_seed(0)
-    model, y = GMVAE((1, 28, 28), config, 10), torch.rand(20, 1, 28, 28)
+    sharp, flat = torch.tensor([6.0, 0.0, 0.0, 0.0]), torch.tensor([0.1, 0.0, -0.1, 0.0])
+    logits = torch.stack([sharp, sharp, flat] if case == "gate-open" else [sharp, flat, flat, flat])
+    grad_log_posterior, grad_kl, z_prior = quirk_gradients(logits, config)
+    assert (z_prior > 0.5).any() and (z_prior < 0.5).any()          # examples on both sides of lambda
+    through_r, z_grad = parts(logits, config)
+    np.testing.assert_allclose(grad_kl[0], logits.softmax(-1), rtol=1e-6)   # the KLs' path: never flipped
+    if case == "gate-open":
+        assert z_prior.mean() > 0.5
+        torch.testing.assert_close(grad_log_posterior, -through_r + z_grad)
+    else:
+        assert z_prior.mean() < 0.5
+        torch.testing.assert_close(grad_log_posterior, through_r)
+    plain = {**config, "sign_quirk": False}                           # the correct gradient, per example
+    grad_plain, _, _ = quirk_gradients(logits, plain)
+    above = (z_prior > 0.5).float()[None, :, None]
+    torch.testing.assert_close(grad_plain, through_r + z_grad * above)
 
-    def gradient(quirk, of="loss"):
-        model.config = {**config, "sign_quirk": quirk}
-        terms = model.terms(y, torch.Generator().manual_seed(3))
-        exceeded = (terms["z_prior"] > config["lambda_threshold"]).float()
-        target = {"loss": terms["loss"], "cond": terms["cond_prior"] * exceeded}[of].mean()
-        model.zero_grad()
-        target.backward()
-        return target.item(), torch.cat([p.grad.flatten() for p in model.prior_mean.parameters()]), exceeded
-    plain, quirk, (_, cond, exceeded) = gradient(False), gradient(True), gradient(False, of="cond")
-    assert 0 < exceeded.sum() < len(exceeded), "the batch should have examples on both sides of lambda"
-    assert quirk[0] == pytest.approx(plain[0])
-    torch.testing.assert_close(quirk[1], plain[1] - 2 * cond)
-    assert (quirk[1] - plain[1]).abs().max() > 1e-6
 
-
-def test_sign_quirk_is_off_by_default_and_refused_with_v1(digits, tmp_path):
+def test_sign_quirk_is_off_by_default_on_in_paper_final_and_refused_with_v1(digits, tmp_path):
     spec = load_methods()["methods"]["gmvae"]
     assert spec["defaults"]["sign_quirk"] is False
-    assert all("sign_quirk" not in variant for variant in spec["variants"].values())
+    assert [name for name, variant in spec["variants"].items() if variant.get("sign_quirk")] == ["paper-final-k10-m1"]
     with pytest.raises(ValueError, match="sign_quirk concerns the final objective"):
         fit(digits_slice(digits, 100), {**method_config("gmvae", "smoke"), "objective": "v1", "sign_quirk": True}, tmp_path)
+
+
+def test_v1_reads_out_the_q_z_head_and_gives_the_mixture_posterior_beside_it(digits):
+    config = {**method_config("gmvae", "smoke"), **TINY, "objective": "v1"}
+    torch.manual_seed(0)
+    model = GMVAE((1, 28, 28), config, 10).eval()
+    y = torch.from_numpy(np.asarray(digits_slice(digits, 64).fit.x, dtype=np.float32) / 255)
+    head, mixture, mu_x = model.readout(y)
+    with torch.no_grad():
+        hidden = model.encoder(y)
+        torch.testing.assert_close(head, model.z_head(hidden).log_softmax(-1))
+        mu_w = model.w_head(hidden).chunk(2, -1)[0]
+        torch.testing.assert_close(mixture, cluster_log_posterior(mu_x, *model.prior(mu_w)))
+    assert not torch.allclose(head, mixture)
+
+
+def test_v1_outputs_the_head_and_the_mixture_posterior_final_only_the_latter(digits, tmp_path):
+    data = digits_slice(digits, 100)
+    for objective in ("v1", "final"):
+        outputs = fit(data, {**method_config("gmvae", "smoke"), **TINY, "epochs": 1, "objective": objective},
+                      tmp_path / objective)
+        check_outputs(outputs, 100, "gmvae")
+        np.testing.assert_array_equal(outputs["assignments"], outputs["log_probs"].argmax(1))
+        np.testing.assert_allclose(outputs["probs"], np.exp(outputs["log_probs"]), rtol=1e-6)
+        assert ("log_probs_mixture_posterior" in outputs) == (objective == "v1")
 
 
 @pytest.mark.parametrize("key, value, valid", [("objective", "v3", "v1, final"), ("architecture", "resnet", "conv, mlp"),
@@ -199,5 +243,7 @@ def test_registry_and_config():
             assert (paper["objective"], paper["k"], paper["m_samples"], paper["architecture"]) == ("v1", k, m, "conv")
             assert (paper["fit_split"], paper["score_split"], paper["lr"], paper["batch_size"], paper["epochs"]) == \
                 ("train", "test", 1e-4, 50, 100)
+            assert paper["alpha"] == 0.4                                  # the MNIST run script's -cvWeight
+    assert method_config("gmvae", "paper-v1-k14-m1")["k"] == 14           # the run script's K
     final = method_config("gmvae", "paper-final-k10-m1")
-    assert (final["objective"], final["lambda_threshold"], final["cv_weight"]) == ("final", 0.5, 0.4)
+    assert (final["objective"], final["lambda_threshold"], final["cv_weight"], final["sign_quirk"]) == ("final", 0.5, 0.4, True)

@@ -153,6 +153,7 @@ def test_same_seed_same_numbers_and_valid_outputs(digits, tmp_path):
     assert first["probs"].shape == (200, 10) and first["embedding"].shape == (200, 8 * TINY["width"])
     np.testing.assert_allclose(first["probs"].sum(1), 1, rtol=1e-5)
     np.testing.assert_array_equal(first["assignments"], first["probs"].argmax(1))
+    np.testing.assert_allclose(np.exp(first["log_probs"]), first["probs"], rtol=1e-5, atol=1e-7)
     other = fit(data, config, tmp_path / "c", seed=1)
     assert log_rows(tmp_path / "c") != log_rows(tmp_path / "a")
     assert not np.array_equal(other["probs"], first["probs"])
@@ -223,3 +224,6 @@ def test_registry_and_config():
     for variant in objectives:
         paper = method_config("nmm", variant)
         assert (paper["backbone"], paper["density_constraint"], paper["batch_size"], paper["epochs"]) == ("auto", True, 512, 200)
+    plain_em = method_config("nmm", "quick-t1")                     # the quick suite's unsharpened twin
+    assert plain_em["target_temperature"] == 1.0
+    assert {**plain_em, "target_temperature": 0.25} == method_config("nmm", "quick")
