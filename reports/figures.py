@@ -108,8 +108,8 @@ def _published(axis, label: str, value: float, seeds: str, runs: list[str]) -> N
 
 
 def _stages(axis, log: pd.DataFrame) -> None:
-    """Where a staged method (pre-training, then EM, ...) starts each stage: a dotted line and its name."""
-    if "stage" not in log:
+    """Where a method of two or more stages (pre-training, then EM, ...) starts each: a dotted line, its name."""
+    if "stage" not in log or log["stage"].nunique() < 2:
         return
     starts = log.index[log["stage"].ne(log["stage"].shift())]
     for start in starts:
@@ -144,7 +144,8 @@ def training_curves(logs: dict[tuple[str, int], pd.DataFrame], dataset: str, met
     for axis, column in zip(axes, columns):
         axis.set_title(column)
         axis.set_xlabel("row of train_log.csv")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlim(0.5, max(map(len, logs.values())) + 0.5)        # whole rows, even for a one-row log
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         _stages(axis, next(iter(logs.values())))
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{dataset} / {method}: training curves")
