@@ -60,7 +60,8 @@ def page(sections: list[Section], suite: str, description: str, figures: dict[st
                              [r for r in runs if r.dataset == dataset]))
     if failed:
         body.append('<h2 id="failed">Failed runs</h2><p>These runs have no numbers; they are not averaged in above.</p>'
-                    "<ul>" + "".join(f'<li><span class="badge failed">failed</span> {e(f)}</li>' for f in failed) + "</ul>")
+                    "<ul>" + "".join(f'<li><span class="badge failed">failed</span> {e(f)}</li>' for f in failed)
+                    + "</ul>")
     if not_transcribed:
         body.append('<h2 id="not-transcribed">Published results not yet transcribed</h2><ul>'
                     + "".join(f"<li>{e(not_transcribed_line(n))}</li>" for n in not_transcribed) + "</ul>")
@@ -79,7 +80,8 @@ def _contents(datasets: list[str], sections: list[Section], failed, not_transcri
     for dataset in datasets:
         tracks = " · ".join(f'<a href="#{_anchor(dataset, s.track)}">{e(s.track)}</a>'
                             for s in sections if s.dataset == dataset)
-        items.append(f'<li><a href="#{_anchor(dataset)}">{e(dataset)}</a>' + (f": {tracks}" if tracks else "") + "</li>")
+        items.append(f'<li><a href="#{_anchor(dataset)}">{e(dataset)}</a>' + (f": {tracks}" if tracks else "")
+                     + "</li>")
     if failed:
         items.append(f'<li><a href="#failed">Failed runs</a> ({len(failed)})</li>')
     if not_transcribed:
@@ -180,7 +182,8 @@ def _row(r: Row, metrics: list[str], published: bool = False) -> str:
     return f"<tr><td>{e(r.method)}</td><td>{e(r.variant)}</td><td>{e(r.seeds)}</td>{''.join(cells)}</tr>"
 
 
-VERDICT_COLUMN, TEXT_COLUMNS = VERDICT_HEADER.index("verdict"), {VERDICT_HEADER.index("note"), VERDICT_HEADER.index("source")}
+VERDICT_COLUMN = VERDICT_HEADER.index("verdict")
+TEXT_COLUMNS = {VERDICT_HEADER.index("note"), VERDICT_HEADER.index("source")}      # these may wrap
 
 
 def _verdict_cell(column: int, text: str) -> str:
@@ -195,7 +198,8 @@ def _method_runs(runs: MethodRuns) -> str:
         out.append(_figure(runs.curves, f"{runs.dataset} / {runs.method}: train_log.csv of every run, "
                                         "seeds overlaid (line style)"))
     if runs.images:
-        out.append('<div class="gallery">' + "".join(_figure(path, caption) for caption, path in runs.images) + "</div>")
+        out.append('<div class="gallery">' + "".join(_figure(path, caption) for caption, path in runs.images)
+                   + "</div>")
     return "\n".join(out)
 
 

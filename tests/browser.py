@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def chromium() -> str | None:
     return next((path for path in map(shutil.which, CHROMIUM) if path), None)
 
 
-def open_page(page: Path, width: int = 1400, height: int = 900, full_page: bool = False, timeout: float = 60) -> PageReport:
+def open_page(page: Path, width: int = 1400, height: int = 900, full_page: bool = False,
+              timeout: float = 60) -> PageReport:
     """The page at a `width` × `height` viewport; its screenshot is of the viewport, or of the
     whole page with `full_page`."""
     binary = chromium()
@@ -55,7 +57,8 @@ def open_page(page: Path, width: int = 1400, height: int = 900, full_page: bool 
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             endpoint = _devtools_endpoint(process)
-            return asyncio.run(asyncio.wait_for(_inspect(endpoint, page.resolve().as_uri(), width, height, full_page), timeout))
+            inspection = _inspect(endpoint, page.resolve().as_uri(), width, height, full_page)
+            return asyncio.run(asyncio.wait_for(inspection, timeout))
         finally:
             process.kill()
             process.wait()
@@ -65,6 +68,7 @@ def _devtools_endpoint(process: subprocess.Popen) -> str:
     """The browser's DevTools address, which it prints on stderr once it listens."""
     for line in process.stderr:
         if match := re.search(r"DevTools listening on (ws://\S+)", line):
+            threading.Thread(target=process.stderr.read, daemon=True).start()     # a full pipe would stall it
             return match.group(1)
     raise RuntimeError(f"chromium exited ({process.wait()}) without opening its DevTools port")
 
