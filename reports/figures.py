@@ -1,6 +1,6 @@
 """Figures of a suite, drawn to be read at a normal size: small multiples that wrap at
 COLUMNS panels a row, each at least PANEL_PX pixels wide, and one colour per method/variant
-across every figure of the suite (`run_colours`).
+across every figure of the suite (`run_colours`: a hue per method, a shade per variant).
 
 - dataset_figure: per dataset, a panel per metric (↑/↓ in its title), a horizontal bar per
   method/variant with the standard deviation over seeds as error bar; published numbers of
@@ -37,10 +37,18 @@ SEED_STYLES = ("-", "--", ":", "-.")
 
 
 def run_colours(labels) -> dict[str, tuple]:
-    """A colour per "method / variant" label, the same in every figure of a suite."""
+    """A colour per "method / variant" label, the same in every figure of a suite: a hue per
+    method, its variants in lighter shades of it."""
     labels = sorted(set(labels))
-    palette = sns.color_palette("colorblind" if len(labels) <= 10 else "tab20", len(labels))
-    return dict(zip(labels, palette))
+    methods = list(dict.fromkeys(label.split(" / ")[0] for label in labels))
+    hues = dict(zip(methods, sns.color_palette("colorblind" if len(methods) <= 10 else "husl", len(methods))))
+    colours = {}
+    for method in methods:
+        variants = [label for label in labels if label.split(" / ")[0] == method]
+        for i, label in enumerate(variants):
+            lighter = 0.55 * i / max(len(variants) - 1, 1)       # towards white
+            colours[label] = tuple(c + (1 - c) * lighter for c in hues[method])
+    return colours
 
 
 def _grid(panels: int, row_inches: float, label_inches: float, sharey: bool):
