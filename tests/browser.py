@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,16 +53,17 @@ def open_page(page: Path, width: int = 1400, height: int = 900, full_page: bool 
     if binary is None:
         raise FileNotFoundError(f"no Chromium on PATH (tried {', '.join(CHROMIUM)}); "
                                 "install Debian's `chromium` (.ci/run does, as root)")
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen([binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                     "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)             # its helper processes in its group
         try:
             endpoint = _devtools_endpoint(process)
             inspection = _inspect(endpoint, page.resolve().as_uri(), width, height, full_page)
             return asyncio.run(asyncio.wait_for(inspection, timeout))
         finally:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
