@@ -131,11 +131,10 @@ def aggregate(config, args):
 def report(config, args):
     from reports.leaderboard import render
     suite = config["suite"]
-    grids = {f"{run.dataset} / {run.method} / {run.variant} (seed 0)": run.path(config["results_dir"]) / "samples.png"
-             for run in cfg.expand(suite, config["min_seeds"]) if run.seed_index == 0}
+    run_dirs = {(run.dataset, run.method, run.variant, run.seed_index): run.path(config["results_dir"])
+                for run in cfg.expand(suite, config["min_seeds"])}
     out_dir = Path(config["reports_dir"]) / suite
-    for path in render(_summary(config), out_dir, suite, cfg.load_suite(suite)["description"],
-                       samples={label: path for label, path in grids.items() if path.exists()}):
+    for path in render(_summary(config), out_dir, suite, cfg.load_suite(suite)["description"], run_dirs=run_dirs):
         print(path)
 
 

@@ -1,9 +1,16 @@
-"""Figures of a suite: per dataset, one panel per metric, a bar per method/variant with the
-standard deviation over seeds as error bars, and published numbers of the same spec as
-black diamonds (on their method's bar) or dashed lines (baselines we do not run). Scores
-in [0, 1] are drawn on that scale; distances (FID, GW, ...) on their own."""
+"""Figures of a suite, drawn to be read at a normal size: small multiples that wrap at
+COLUMNS panels a row, each at least PANEL_PX pixels wide, and one colour per method/variant
+across every figure of the suite (`run_colours`: a hue per method, a shade per variant).
+
+- dataset_figure: per dataset, a panel per metric (↑/↓ in its title), a horizontal bar per
+  method/variant with the standard deviation over seeds as error bar; published numbers of
+  the same spec as black diamonds (on their method's bar) or dashed lines (baselines we do
+  not run). Scores in [0, 1] are drawn on that scale; distances (FID, GW, ...) on their own.
+- training_curves: per dataset and method, a panel per numeric column of its runs'
+  train_log.csv (its health signals first, see HEALTH), every variant and seed overlaid."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -12,54 +19,145 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from common.files import atomic_path  # noqa: E402
-from reports.tables import Section  # noqa: E402
+from reports.tables import Section, better  # noqa: E402
+
+COLUMNS = 4                      # panels a row, at most
+PANEL_INCHES = 3.4               # at DPI: 340 px a panel
+PANEL_PX = 300
+DPI = 100
+# The columns of train_log.csv that show whether a method is healthy, in the order drawn; any
+# other numeric column follows. Bookkeeping columns are not drawn.
+HEALTH = ("loss", "clusters_used", "largest_cluster", "anchoring_lambda", "components", "mse", "kl")
+BOOKKEEPING = {"seconds", "epoch"}
+MAX_CURVES = 8                   # panels of one training-curves figure (two rows)
+SEED_STYLES = ("-", "--", ":", "-.")
 
 
-def dataset_figure(summary: pd.DataFrame, dataset: str, dataset_sections: list[Section], path: Path) -> None:
+def run_colours(labels) -> dict[str, tuple]:
+    """A colour per "method / variant" label, the same in every figure of a suite: a hue per
+    method, its variants in lighter shades of it."""
+    labels = sorted(set(labels))
+    methods = list(dict.fromkeys(label.split(" / ")[0] for label in labels))
+    hues = dict(zip(methods, sns.color_palette("colorblind" if len(methods) <= 10 else "husl", len(methods))))
+    colours = {}
+    for method in methods:
+        variants = [label for label in labels if label.split(" / ")[0] == method]
+        for i, label in enumerate(variants):
+            lighter = 0.55 * i / max(len(variants) - 1, 1)       # towards white
+            colours[label] = tuple(c + (1 - c) * lighter for c in hues[method])
+    return colours
+
+
+def _grid(panels: int, row_inches: float, label_inches: float, sharey: bool):
+    """A figure of `panels` panels, COLUMNS a row at most; the unused panels of the last row hidden."""
+    columns = min(panels, COLUMNS)
+    rows = math.ceil(panels / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(label_inches + PANEL_INCHES * columns, 0.9 + row_inches * rows),
+                             squeeze=False, sharey=sharey)
+    flat = list(axes.flat)
+    for axis in flat[panels:]:
+        axis.set_visible(False)
+    return fig, flat[:panels]
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    plt.close(fig)
+
+
+def dataset_figure(summary: pd.DataFrame, dataset: str, dataset_sections: list[Section], colours: dict[str, tuple],
+                   path: Path) -> None:
     scored = summary[(summary["dataset"] == dataset) & (summary["status"] == "completed")].dropna(subset=["value"])
     scored = scored.assign(run=scored["method"] + " / " + scored["variant"])
     metrics = [m for s in dataset_sections for m in s.metrics if m in set(scored["metric"])]
-    runs = sorted(set(scored["run"]))
     if not metrics:                              # every run of the dataset failed: say so
         fig, axis = plt.subplots(figsize=(5, 1.5))
         axis.axis("off")
         axis.text(0.5, 0.5, f"{dataset}: no completed runs (see Failed runs)", ha="center", va="center")
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
+        _save(fig, path)
         return
+    runs = sorted(set(scored["run"]), reverse=True)          # top to bottom in alphabetical order
     stats = scored.groupby(["metric", "run"])["value"].agg(["mean", "std"])
-    colours = dict(zip(runs, sns.color_palette("colorblind", len(runs))))
     sns.set_theme(style="whitegrid", font_scale=0.8)
-    panel_width = max(1.9, 0.8 + 0.4 * len(runs))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(0.8 + panel_width * len(metrics), 3.6),
-                             squeeze=False)
-    for axis, metric in zip(axes[0], metrics):
-        for x, run in enumerate(runs):
-            if (metric, run) in stats.index:
-                mean, std = stats.loc[(metric, run)]
-                axis.bar(x, mean, color=colours[run], yerr=0 if pd.isna(std) else std, capsize=3, label=run)
+    fig, axes = _grid(len(metrics), 0.3 * len(runs) + 0.8, label_inches=1.8, sharey=True)
+    for axis, metric in zip(axes, metrics):
+        _bars(axis, metric, runs, stats, colours)
         for row in (r for section in dataset_sections for r in section.published if metric in r.cells):
-            label, value = f"{row.method} / {row.variant}", row.cells[metric].mean
-            if label in runs:
-                axis.scatter([runs.index(label)], [value], marker="D", color="black", zorder=5)
-            else:
-                axis.axhline(value, color="black", linestyle="--", linewidth=0.8)
-                axis.text(0.98, value, f"{label} ({row.seeds})", transform=axis.get_yaxis_transform(),
-                          fontsize=7, ha="right", va="bottom")
-        axis.set_title(metric)
-        axis.set_xticks([])
-        axis.set_xlim(-0.6, len(runs) - 0.4)
-        if axis.get_ylim()[1] <= 1.05:           # scores in [0, 1] share one scale; distances keep their own
-            axis.set_ylim(0, 1.05)
-        axis.set_ylabel("")
-    axes[0][0].set_ylabel("mean ± sd over seeds")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[run]) for run in runs]
-    fig.legend(handles, runs, loc="lower center", ncol=min(len(runs), 4), frameon=False)
-    fig.suptitle(f"{dataset}: ◆ published (same method and protocol), dashed: quoted baselines")
-    fig.tight_layout(rect=(0, 0.06 * ((len(runs) + 3) // 4), 1, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+            _published(axis, f"{row.method} / {row.variant}", row.cells[metric].mean, row.seeds, runs)
+        axis.set_title(f"{metric} {better(metric)}")
+        axis.set_ylim(-0.6, len(runs) - 0.4)
+        values = scored.loc[scored["metric"] == metric, "value"]
+        if values.between(0, 1).all():           # scores share [0, 1]; distances keep their own scale
+            axis.set_xlim(0, 1.05)
+    fig.suptitle(f"{dataset}: mean ± sd over seeds;  ◆ published (same method and spec);  dashed: quoted baselines")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _bars(axis, metric: str, runs: list[str], stats: pd.DataFrame, colours: dict[str, tuple]) -> None:
+    axis.set_yticks(range(len(runs)), runs)
+    for y, run in enumerate(runs):
+        if (metric, run) in stats.index:
+            mean, std = stats.loc[(metric, run)]
+            axis.barh(y, mean, color=colours[run], xerr=0 if pd.isna(std) else std, capsize=3, height=0.7)
+
+
+def _published(axis, label: str, value: float, seeds: str, runs: list[str]) -> None:
+    if label in runs:
+        axis.scatter([value], [runs.index(label)], marker="D", color="black", zorder=5)
+    else:
+        axis.axvline(value, color="black", linestyle="--", linewidth=0.8)
+        axis.text(value, 1.0, f" {label} ({seeds})", transform=axis.get_xaxis_transform(), fontsize=7,
+                  rotation=90, ha="right", va="top")
+
+
+def _stages(axis, log: pd.DataFrame) -> None:
+    """Where a method of two or more stages (pre-training, then EM, ...) starts each: a dotted line, its name."""
+    if "stage" not in log or log["stage"].nunique() < 2:
+        return
+    starts = log.index[log["stage"].ne(log["stage"].shift())]
+    for start in starts:
+        axis.axvline(start + 1, color="grey", linestyle=":", linewidth=0.8)
+        axis.text(start + 1, 1.0, f" {log['stage'][start]}", transform=axis.get_xaxis_transform(), fontsize=7,
+                  color="grey", ha="left", va="top")
+
+
+def curve_columns(logs: list[pd.DataFrame]) -> list[str]:
+    """The columns to draw: the health signals first, then any other numeric column."""
+    numeric = dict.fromkeys(c for log in logs for c in log.select_dtypes("number").columns
+                            if c not in BOOKKEEPING and log[c].notna().any())
+    return ([c for c in HEALTH if c in numeric] + [c for c in numeric if c not in HEALTH])[:MAX_CURVES]
+
+
+def training_curves(logs: dict[tuple[str, int], pd.DataFrame], dataset: str, method: str,
+                    colours: dict[str, tuple], path: Path) -> bool:
+    """The method's train_log.csv columns against the logged row, a line per (variant, seed);
+    False (and no figure) when the logs have nothing numeric to draw."""
+    columns = curve_columns(list(logs.values()))
+    if not columns:
+        return False
+    sns.set_theme(style="whitegrid", font_scale=0.8)
+    fig, axes = _grid(len(columns), 2.6, label_inches=0.4, sharey=False)     # every signal on its own scale
+    for (variant, seed), log in sorted(logs.items()):
+        steps = range(1, len(log) + 1)
+        for axis, column in zip(axes, columns):
+            if column in log:
+                axis.plot(steps, log[column], color=colours[f"{method} / {variant}"],
+                          linestyle=SEED_STYLES[seed % len(SEED_STYLES)], marker="." if len(log) < 20 else None,
+                          linewidth=1.2, label=f"{variant}, seed {seed}")
+    for axis, column in zip(axes, columns):
+        axis.set_title(column)
+        axis.set_xlabel("row of train_log.csv")
+        axis.set_xlim(0.5, max(map(len, logs.values())) + 0.5)        # whole rows, even for a one-row log
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        _stages(axis, next(iter(logs.values())))
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{dataset} / {method}: training curves")
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+

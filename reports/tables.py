@@ -7,6 +7,7 @@ enters a column only when its spec matches the column's (evaluation.published.sp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -45,6 +46,16 @@ class Section:
     unavailable: dict[str, str] = field(default_factory=dict)   # metric -> why some runs have no value
 
 
+@dataclass
+class MethodRuns:
+    """What shows whether a method learned on a dataset: its training curves (all its runs) and
+    every run's sample grid and traversals, each as (caption, PNG)."""
+    dataset: str
+    method: str
+    curves: Path | None
+    images: list[tuple[str, Path]]
+
+
 def summarise(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean, std (ddof 1) and number of seeds per dataset, method, variant, metric and spec."""
     scored = summary[summary["status"] == "completed"].dropna(subset=["spec"])
@@ -76,9 +87,7 @@ def sections(summary: pd.DataFrame, published: list[Published]) -> list[Section]
         metrics = list(dict.fromkeys(rows["metric"]))
         specs = dict(rows.drop_duplicates("metric")[["metric", "spec"]].itertuples(index=False))
         section = Section(dataset, track, metrics, specs)
-        scored = rows.dropna(subset=["mean"])
-        best = {metric: (group["mean"].min() if METRICS[metric].lower_is_better else group["mean"].max())
-                for metric, group in scored.groupby("metric")}
+        best = _best_means(rows.dropna(subset=["mean"]))
         for (method, variant), group in rows.groupby(["method", "variant"], sort=False):
             cells = {m.metric: Cell(m.mean, None if pd.isna(m.std) else m.std, m.mean == best.get(m.metric))
                      for m in group.itertuples(index=False)}
@@ -93,6 +102,18 @@ def sections(summary: pd.DataFrame, published: list[Published]) -> list[Section]
         section.unavailable = dict(reasons.drop_duplicates("metric")[["metric", "unavailable"]].itertuples(index=False))
         result.append(section)
     return result
+
+
+def _best_means(scored: pd.DataFrame) -> dict[str, float]:
+    """Per metric, the best of our means, only where two or more runs compete: a value alone in
+    its column is not "the best" of anything."""
+    return {metric: (group["mean"].min() if METRICS[metric].lower_is_better else group["mean"].max())
+            for metric, group in scored.groupby("metric") if len(group) >= 2}
+
+
+def better(metric: str) -> str:
+    """Which way the metric is better: ↓ for distances and distortions, ↑ for scores."""
+    return "↓" if METRICS[metric].lower_is_better else "↑"
 
 
 def csv_table(summary: pd.DataFrame) -> str:

@@ -1,0 +1,209 @@
+"""The leaderboard as one standalone HTML page (every image embedded), made to be read at
+1280–1600 px without scrolling the page sideways:
+
+- a summary first: per dataset and track, the best of our runs, how each run compares with
+  its published number (verdict badges), and the failed runs; then the table of contents;
+- per dataset: its figure, a table per track (↑/↓ beside each metric, each value on one
+  line, a wide table scrolling inside its own box, the specs on hover and in a closed
+  <details>), the reproduction verdicts, and what shows whether each method learned: its
+  training curves and every run's sample grid and traversals."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from reports.render import INTRO, VERDICT_HEADER, not_transcribed_line, verdict_cells, number
+from reports.tables import MethodRuns, Row, Section, better
+
+e = html.escape
+
+STYLE = """
+:root { --line: #d8dee4; --muted: #57606a; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, sans-serif; line-height: 1.45; color: #1f2328; margin: 0 auto;
+       max-width: 1560px; padding: 0 24px 48px; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid var(--line); padding-bottom: 0.2em; margin-top: 2em; }
+a { color: #0969da; text-decoration: none; } a:hover { text-decoration: underline; }
+.scroll { overflow-x: auto; max-width: 100%; margin: 0.6em 0; }
+table { border-collapse: collapse; }
+th, td { padding: 0.3em 0.75em; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { background: #f6f8fa; white-space: nowrap; }
+th[title] { cursor: help; text-decoration: underline dotted; }
+td { white-space: nowrap; } td.text { white-space: normal; min-width: 16em; max-width: 36em; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.best { font-weight: 700; }
+tr.published td { font-style: italic; color: var(--muted); }
+.badge { display: inline-block; padding: 0.05em 0.5em; border-radius: 1em; font-size: 0.8em; font-weight: 600;
+         font-style: normal; color: #fff; background: #6e7781; white-space: nowrap; }
+.verdict-REPRODUCED, .verdict-HOLDS { background: #1a7f37; } .verdict-WITHIN-NOISE { background: #9a6700; }
+.verdict-BELOW, .verdict-ABOVE, .verdict-REVERSED { background: #cf222e; } .badge.failed { background: #cf222e; }
+ul.verdicts { list-style: none; padding: 0; margin: 0; } ul.verdicts li { white-space: nowrap; }
+nav.toc { background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px; padding: 0.4em 1.2em; }
+nav.toc ol { margin: 0.3em 0; } .muted, .spec { color: var(--muted); font-size: 0.9em; }
+details { margin: 0.4em 0 1em; } summary { cursor: pointer; color: var(--muted); }
+figure { margin: 1em 0; } figcaption { color: var(--muted); font-size: 0.9em; }
+figure img { max-width: 100%; height: auto; }
+.gallery { display: flex; flex-wrap: wrap; gap: 12px; }
+.gallery figure { margin: 0; } .gallery img { height: 240px; width: auto; image-rendering: pixelated; }
+"""
+
+
+def page(sections: list[Section], suite: str, description: str, figures: dict[str, Path], runs: list[MethodRuns],
+         not_transcribed=(), failed=()) -> str:
+    """The whole page; `figures` maps each dataset to its figure."""
+    datasets = sorted(set(figures) | {s.dataset for s in sections})
+    body = [f"<h1>Leaderboard: {e(suite)} suite</h1>", f"<p>{e(description.strip())}</p>",
+            _summary(datasets, sections, failed), _contents(datasets, sections, failed, not_transcribed)]
+    for dataset in datasets:
+        body.append(_dataset(dataset, [s for s in sections if s.dataset == dataset], figures.get(dataset),
+                             [r for r in runs if r.dataset == dataset]))
+    if failed:
+        body.append('<h2 id="failed">Failed runs</h2><p>These runs have no numbers; they are not averaged in above.</p>'
+                    "<ul>" + "".join(f'<li><span class="badge failed">failed</span> {e(f)}</li>' for f in failed)
+                    + "</ul>")
+    if not_transcribed:
+        body.append('<h2 id="not-transcribed">Published results not yet transcribed</h2><ul>'
+                    + "".join(f"<li>{e(not_transcribed_line(n))}</li>" for n in not_transcribed) + "</ul>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>Leaderboard: {e(suite)} suite</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def _anchor(*parts: str) -> str:
+    return "-".join(parts).replace(" ", "-").replace("/", "-")
+
+
+def _contents(datasets: list[str], sections: list[Section], failed, not_transcribed) -> str:
+    items = ['<li><a href="#summary">Summary</a></li>']
+    for dataset in datasets:
+        tracks = " · ".join(f'<a href="#{_anchor(dataset, s.track)}">{e(s.track)}</a>'
+                            for s in sections if s.dataset == dataset)
+        items.append(f'<li><a href="#{_anchor(dataset)}">{e(dataset)}</a>' + (f": {tracks}" if tracks else "")
+                     + "</li>")
+    if failed:
+        items.append(f'<li><a href="#failed">Failed runs</a> ({len(failed)})</li>')
+    if not_transcribed:
+        items.append('<li><a href="#not-transcribed">Published results not yet transcribed</a></li>')
+    return f'<nav class="toc"><strong>Contents</strong><ol>{"".join(items)}</ol></nav>'
+
+
+# The summary ---------------------------------------------------------------------------------
+
+def _summary(datasets: list[str], sections: list[Section], failed) -> str:
+    rows = []
+    for dataset in datasets:
+        failures = sum(f.startswith(f"{dataset}/") for f in failed)
+        failed_cell = f'<a href="#failed"><span class="badge failed">{failures} failed</span></a>' if failures else ""
+        dataset_sections = [s for s in sections if s.dataset == dataset]
+        if not dataset_sections:
+            rows.append(f"<tr><td>{e(dataset)}</td><td></td><td class=\"text\">no completed runs</td><td></td>"
+                        f"<td>{failed_cell}</td></tr>")
+        for s in dataset_sections:
+            rows.append(f'<tr><td><a href="#{_anchor(dataset)}">{e(dataset)}</a></td>'
+                        f'<td><a href="#{_anchor(dataset, s.track)}">{e(s.track)}</a></td>'
+                        f"<td>{_leader(s)}</td><td>{_verdict_badges(s)}</td><td>{failed_cell}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("dataset", "track", "best of our runs", "against the published number",
+                                                "failed runs"))
+    return ('<h2 id="summary">Summary</h2>'
+            f'<p class="muted">{e(INTRO).replace("**bold**", "<strong>bold</strong>")}</p>'
+            f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _leader(section: Section) -> str:
+    """The best of our runs on the section's first metric where two or more runs compete."""
+    for metric in section.metrics:
+        leaders = [r for r in section.rows if metric in r.cells and r.cells[metric].best]
+        if leaders:
+            names = ", ".join(f"{r.method} / {r.variant}" for r in leaders)
+            return (f"<strong>{e(names)}</strong> <span class=\"muted\">{e(metric)} {better(metric)} "
+                    f"{e(number(leaders[0].cells[metric]))}</span>")
+    if len(section.rows) == 1:
+        return '<span class="muted">one run: nothing to rank</span>'
+    return '<span class="muted">no two values to rank (n/a: see the table)</span>'
+
+
+def _verdict_badges(section: Section) -> str:
+    if not section.verdicts:
+        return '<span class="muted">no published number</span>'
+    items = []
+    for v in section.verdicts:
+        ours = "" if v.ours is None else f"ours {v.ours:.3f} vs "
+        items.append(f'<li><span class="badge verdict-{e(v.verdict)}">{e(v.verdict)}</span> '
+                     f"{e(v.method)} / {e(v.variant)}, {e(v.metric)}: "
+                     f'<span class="muted">{e(ours)}published {v.reference:.3f}</span></li>')
+    return f'<ul class="verdicts">{"".join(items)}</ul>'
+
+
+# A dataset -----------------------------------------------------------------------------------
+
+def _dataset(dataset: str, sections: list[Section], figure: Path | None, runs: list[MethodRuns]) -> str:
+    out = [f'<section id="{_anchor(dataset)}"><h2>{e(dataset)}</h2>']
+    if figure is not None:
+        out.append(_figure(figure, f"{dataset}: every metric, mean ± sd over seeds; ◆ published numbers of the same "
+                                   "method and spec, dashed lines quoted baselines"))
+    out += [_track(s) for s in sections]
+    if runs:
+        out.append(f'<h3 id="{_anchor(dataset, "runs")}">Did each method learn? Training curves, samples, '
+                   "traversals</h3>")
+        out += [_method_runs(r) for r in runs]
+    return "\n".join(out) + "</section>"
+
+
+def _track(s: Section) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("method", "variant", "seeds")) + "".join(
+        f'<th title="{e(s.specs[m])}">{e(m)} {better(m)}</th>' for m in s.metrics)
+    rows = [_row(r, s.metrics) for r in s.rows] + [_row(r, s.metrics, published=True) for r in s.published]
+    notes = [f"<li><code>{e(m)}</code>: <code>{e(s.specs[m])}</code>"
+             + (f" (n/a: {e(s.unavailable[m])})" if m in s.unavailable else "") + "</li>" for m in s.metrics]
+    notes += list(dict.fromkeys(f"<li><em>{e(r.method)} / {e(r.variant)}</em>: {e(r.source)}</li>"
+                                for r in s.published))
+    out = [f'<h3 id="{_anchor(s.dataset, s.track)}">{e(s.dataset)} — {e(s.track)}</h3>',
+           f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>',
+           f'<details><summary>Protocols (specs) and sources</summary><ul class="spec">{"".join(notes)}</ul></details>']
+    if s.verdicts:
+        head = "".join(f"<th>{e(h)}</th>" for h in VERDICT_HEADER)
+        body = "".join("<tr>" + "".join(_verdict_cell(i, c) for i, c in enumerate(verdict_cells(v))) + "</tr>"
+                       for v in s.verdicts)
+        out.append(f'<div class="scroll"><table><caption class="muted">Reproduction</caption><thead><tr>{head}</tr>'
+                   f"</thead><tbody>{body}</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _row(r: Row, metrics: list[str], published: bool = False) -> str:
+    cells = []
+    for m in metrics:
+        cell = r.cells.get(m)
+        cells.append(f'<td class="num{" best" if cell is not None and cell.best else ""}">{e(number(cell))}</td>')
+    if published:
+        return (f'<tr class="published"><td title="{e(r.source)}">{e(r.method)}</td><td>{e(r.variant)}</td>'
+                f"<td>published, {e(r.seeds)}</td>{''.join(cells)}</tr>")
+    return f"<tr><td>{e(r.method)}</td><td>{e(r.variant)}</td><td>{e(r.seeds)}</td>{''.join(cells)}</tr>"
+
+
+VERDICT_COLUMN = VERDICT_HEADER.index("verdict")
+TEXT_COLUMNS = {VERDICT_HEADER.index("note"), VERDICT_HEADER.index("source")}      # these may wrap
+
+
+def _verdict_cell(column: int, text: str) -> str:
+    if column == VERDICT_COLUMN:
+        return f'<td><span class="badge verdict-{e(text)}">{e(text)}</span></td>'
+    return f'<td class="text">{e(text)}</td>' if column in TEXT_COLUMNS else f"<td>{e(text)}</td>"
+
+
+def _method_runs(runs: MethodRuns) -> str:
+    out = [f"<h4>{e(runs.method)}</h4>"]
+    if runs.curves is not None:
+        out.append(_figure(runs.curves, f"{runs.dataset} / {runs.method}: train_log.csv of every run, "
+                                        "seeds overlaid (line style)"))
+    if runs.images:
+        out.append('<div class="gallery">' + "".join(_figure(path, caption) for caption, path in runs.images)
+                   + "</div>")
+    return "\n".join(out)
+
+
+def _figure(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{e(caption)}</figcaption></figure>")
