@@ -54,15 +54,15 @@ def provenance_path(suite: str) -> Path:
     return GOLDEN_DIR / f"{suite}.json"
 
 
-def clean_commit() -> str:
-    """HEAD, refusing a working tree with uncommitted changes (other than the golden files)."""
-    status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", ".",
-                             ":!evaluation/golden"], capture_output=True, text=True, check=True).stdout
+def clean_commit(repo: Path = REPO) -> str:
+    """HEAD of `repo`, refusing a working tree with uncommitted changes (other than the golden files)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!evaluation/golden")
     if status.strip():
         raise ConfigError("golden numbers name the commit they come from, and the working tree has uncommitted "
                           f"changes:\n{status}commit them first")
-    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return git("rev-parse", "HEAD").strip()
 
 
 def make(config: dict, suite: str, cores: str = "all") -> Path:

@@ -3,12 +3,14 @@ and the committed smoke golden numbers (made on the native kernels) against a sm
 another kernel path: no false alarm, and a real regression still flagged."""
 import json
 import os
+import subprocess
 
 import pandas as pd
 import pytest
 
 from bench.config import expand
-from bench.golden import KERNELS, golden_path, pool, provenance_path
+from bench.config import ConfigError
+from bench.golden import KERNELS, clean_commit, golden_path, pool, provenance_path
 from evaluation.aggregate import COLUMNS
 from evaluation.verdicts import FAMILY_FALSE_ALARM, band_tolerance
 from smoke_suite import snakemake
@@ -32,6 +34,22 @@ def test_pooling_keeps_the_tight_rule_for_methods_without_a_network():
     assert gmvae["mean"] == pytest.approx(0.4333, abs=1e-4)
     assert rule["banded_metrics"] == 1 and rule["per_metric_false_alarm"] == FAMILY_FALSE_ALARM
     assert gmvae.tolerance == pytest.approx(band_tolerance(gmvae["std"], 6, 1, FAMILY_FALSE_ALARM))
+
+
+def test_golden_numbers_come_from_a_committed_tree_only(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "evaluation/golden").mkdir(parents=True)
+    for name in ("method.py", "evaluation/golden/quick.csv"):
+        (tmp_path / name).write_text("1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    (tmp_path / "evaluation/golden/quick.csv").write_text("2\n")         # the golden files themselves may change
+    assert len(clean_commit(tmp_path)) == 40
+    (tmp_path / "method.py").write_text("2\n")
+    with pytest.raises(ConfigError, match="uncommitted changes:\n M method.py\ncommit them first"):
+        clean_commit(tmp_path)
 
 
 @pytest.fixture(scope="module")
