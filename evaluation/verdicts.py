@@ -149,7 +149,8 @@ def golden_verdicts(golden: pd.DataFrame, current: pd.DataFrame, machines: str =
             verdicts.append(Verdict(**base, verdict=REGRESSION, reason="no current result"))
             continue
         if row.spec != row.spec_golden:
-            verdicts.append(Verdict(**base, verdict=REGRESSION, reason=f"spec changed to {row.spec}"))
+            verdicts.append(Verdict(**base, ours=float(row.mean), seeds=int(row.seeds), verdict=REGRESSION,
+                                    reason=f"spec changed to {row.spec}"))
             continue
         difference = row.mean - row.mean_golden
         gain = -difference if METRICS[row.metric].lower_is_better else difference

@@ -49,7 +49,7 @@ def leaderboard(tmp_path_factory) -> dict[str, list[list[str]]]:
 
 
 def published_cells(section: list[list[str]], method: str, variant: str) -> list[dict[str, str]]:
-    header = section[0]
+    header = [cell.removesuffix(" ↑").removesuffix(" ↓") for cell in section[0]]     # the metric's direction
     return [dict(zip(header, row)) for row in section
             if row[:2] == [f"*{method}*", f"*{variant}*"] and row[2].startswith("*published")]
 
