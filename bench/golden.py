@@ -56,13 +56,12 @@ def provenance_path(suite: str) -> Path:
 
 def clean_commit(repo: Path = REPO) -> str:
     """HEAD of `repo`, refusing a working tree with uncommitted changes (other than the golden files)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!evaluation/golden")
-    if status.strip():
+    status = provenance.git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!evaluation/golden",
+                            repo=repo)
+    if status:
         raise ConfigError("golden numbers name the commit they come from, and the working tree has uncommitted "
-                          f"changes:\n{status}commit them first")
-    return git("rev-parse", "HEAD").strip()
+                          f"changes:\n{status}\ncommit them first")
+    return provenance.git("rev-parse", "HEAD", repo=repo)
 
 
 def make(config: dict, suite: str, cores: str = "all") -> Path:
@@ -72,8 +71,8 @@ def make(config: dict, suite: str, cores: str = "all") -> Path:
         raise ConfigError(f"config/suites/{suite}.yaml has no `golden` block (seeds, kernels) to make golden numbers by")
     commit = clean_commit()
     directories = {kernel: Path(config["results_dir"]) / "golden" / commit[:12] / kernel for kernel in plan["kernels"]}
+    runs = expand(suite, plan["seeds"])
     for number, (kernel, directory) in enumerate(directories.items(), 1):
-        runs = expand(suite, plan["seeds"])
         print(f"golden {number}/{len(directories)}: {len(runs)} runs of {suite} under the {kernel} kernel path "
               f"into {directory}", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", cores, "--config",
@@ -90,7 +89,6 @@ def make(config: dict, suite: str, cores: str = "all") -> Path:
             for r in rows.itertuples()))
     table, rule = pool(summaries, suite)
     write_text(golden_path(suite), table[GOLDEN_COLUMNS].to_csv(index=False, float_format="%.6g"))
-    runs = expand(suite, plan["seeds"])
     write_json(provenance_path(suite), {
         "suite": suite, "commit": commit, "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seeds": plan["seeds"], "machine": provenance.machine(), "packages": provenance.package_versions(),
@@ -108,8 +106,7 @@ def pool(summaries: dict[str, pd.DataFrame], suite: str) -> tuple[pd.DataFrame, 
     pooled = pd.concat(summaries.values(), ignore_index=True)
     deterministic = pooled["method"].isin(methods.CPU_ONLY)
     # Methods without a network: the suite's own seeds on one path (the others give the same numbers).
-    own = native[native["method"].isin(methods.CPU_ONLY)]
-    own = own[own["seed"] < [check_seeds[key] for key in zip(own["dataset"], own["method"], own["variant"])]]
+    own = suite_runs_only(native[native["method"].isin(methods.CPU_ONLY)], suite)
     table = pd.concat([summarise(own).assign(rule=DETERMINISTIC),
                        summarise(pooled[~deterministic]).assign(rule=SPREAD)], ignore_index=True)
     table = table.rename(columns={"seeds": "runs"})
@@ -126,6 +123,13 @@ def pool(summaries: dict[str, pd.DataFrame], suite: str) -> tuple[pd.DataFrame, 
                          f"{FAMILY_FALSE_ALARM:.0%} chance of any false alarm for the whole suite under normal noise); "
                          "methods without a network: 3 standard errors of the suite's seeds, at least 0.01"}
     return table.sort_values(["dataset", "method", "variant"], kind="stable").reset_index(drop=True), rule
+
+
+def suite_runs_only(summary: pd.DataFrame, suite: str) -> pd.DataFrame:
+    """The rows of the suite's own runs (its seeds, not the golden runs' extra ones)."""
+    own = {(run.dataset, run.method, run.variant, run.seed_index) for run in expand(suite)}
+    return summary[[key in own for key in zip(summary["dataset"], summary["method"], summary["variant"],
+                                              summary["seed"])]]
 
 
 def kernels_used(runs: list[RunId], results_dir: Path) -> dict:

@@ -9,6 +9,7 @@ import random
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -17,11 +18,14 @@ from bench.config import REPO
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "torchvision", "torch-fidelity", "pandas")
 
 
+def git(*args: str, repo: Path = REPO) -> str:
+    """The output of a git command in `repo` (the suite's own checkout by default)."""
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True, timeout=10).stdout.rstrip()
+
+
 def git_state() -> dict:
     """Commit and dirty flag of the suite's own checkout (None outside a git checkout)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
     try:
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (subprocess.SubprocessError, FileNotFoundError):

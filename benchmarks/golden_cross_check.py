@@ -19,16 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
-from bench.config import REPO, expand, load_suite  # noqa: E402
-from bench.golden import SPREAD, golden_path, pool  # noqa: E402
+from bench.config import REPO, load_suite  # noqa: E402
+from bench.golden import SPREAD, golden_path, pool, suite_runs_only  # noqa: E402
 from evaluation.verdicts import OK, golden_verdicts  # noqa: E402
 from reports.tables import summarise  # noqa: E402
-
-
-def suite_runs_only(summary: pd.DataFrame, suite: str) -> pd.DataFrame:
-    own = {(r.dataset, r.method, r.variant, r.seed_index) for r in expand(suite)}
-    keep = [key in own for key in zip(summary["dataset"], summary["method"], summary["variant"], summary["seed"])]
-    return summary[keep]
 
 
 def main() -> None:
