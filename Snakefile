@@ -34,7 +34,7 @@ def method_config_hash(wildcards):
 # working directory (the repository goes on PYTHONPATH).
 BENCH = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "bench"))
 DIRS = " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(CONFIG[key]))}"
-                for key in ("data_dir", "results_dir", "reports_dir", "device", "min_seeds"))
+                for key in ("data_dir", "results_dir", "reports_dir", "device", "precision", "min_seeds"))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 # Training and scoring jobs get OMP_NUM_THREADS={threads} (1 unless a profile says more): torch's
 # default of one thread per core, times one job per core, oversubscribes the machine and runs

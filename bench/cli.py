@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = cfg.load_config({"suite": getattr(args, "suite", None), "data_dir": args.data_dir,
                                   "results_dir": args.results_dir, "reports_dir": args.reports_dir,
-                                  "device": args.device, "min_seeds": args.min_seeds})
+                                  "device": args.device, "precision": args.precision, "min_seeds": args.min_seeds})
         return args.command(config, args) or 0
     except (cfg.ConfigError, KeyError, FileNotFoundError, datasets.SourceError, datasets.IntegrityError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--results-dir")
     common.add_argument("--reports-dir")
     common.add_argument("--device")
+    common.add_argument("--precision", choices=["suite", "fp32", "bf16", "auto"],
+                        help="what the networks compute in (default: config/config.yaml's, 'suite')")
     common.add_argument("--min-seeds", type=int, help="every group of the suite runs at least this many seeds")
     commands = parser.add_subparsers(required=True, metavar="command")
 

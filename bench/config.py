@@ -37,7 +37,21 @@ def load_config(overrides: dict | None = None) -> dict:
     config = load_yaml(CONFIG_DIR / "config.yaml")
     config.update({k: v for k, v in (overrides or {}).items() if v is not None})
     validate(config, "config", "config")
+    if config["precision"] == "bf16" and config["device"] == "cpu":      # refused now, not in every job
+        from methods.nets.precision import PrecisionError, resolve
+        try:
+            resolve("bf16", "cpu")
+        except PrecisionError as error:
+            raise ConfigError(str(error)) from None
     return config
+
+
+def precision_setting(config: dict, suite: str) -> str:
+    """The precision setting of a suite's runs: the config's, or with `precision: suite` the
+    suite file's (fp32 where it names none)."""
+    if config["precision"] != "suite":
+        return config["precision"]
+    return load_suite(suite).get("precision", "fp32")
 
 
 # Methods and variants ----------------------------------------------------------------------

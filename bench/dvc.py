@@ -44,7 +44,9 @@ def render(config: dict) -> str:
     data, results, reports = config["data_dir"], config["results_dir"], config["reports_dir"]
     run_dir = f"{results}/{suite}/{RUN}"
     suite_file = (CONFIG_DIR / "suites" / f"{suite}.yaml").relative_to(REPO).as_posix()
-    scoring_params = [{suite_file: ["metric_params"]}] if "metric_params" in load_suite(suite) else []
+    suite_spec = load_suite(suite)
+    scoring_params = [{suite_file: ["metric_params"]}] if "metric_params" in suite_spec else []
+    suite_precision = [{suite_file: ["precision"]}] if "precision" in suite_spec else []
     stages = {
         "prepare": {
             "matrix": {"dataset": datasets},
@@ -61,7 +63,7 @@ def render(config: dict) -> str:
                 # method's other variants, so that editing one retrains exactly its runs)
                 "params": [{"config/methods.yaml": ["common", "methods.${item.method}.defaults",
                                                     "methods.${item.method}.variants.${item.variant}"]},
-                           {"config/config.yaml": TRAINING_SETTINGS}],
+                           {"config/config.yaml": TRAINING_SETTINGS}, *suite_precision],
                 "outs": [f"{run_dir}/run.json", f"{run_dir}/outputs.npz"],
             },
         },

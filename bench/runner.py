@@ -21,7 +21,7 @@ import datasets
 import evaluation
 import methods
 from bench import provenance
-from bench.config import RunId, config_hash, load_methods, load_suite, method_config
+from bench.config import RunId, config_hash, load_methods, load_suite, method_config, precision_setting
 from common.files import IntegrityError, file_mismatch, file_record, save_npz, write_json
 
 
@@ -48,8 +48,17 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
     method = methods.get(run.method)
     run_dir = run.path(config["results_dir"])
     previous = read_json(run_dir / "run.json")
+    # resolved before anything is written: bf16 where the device has none natively stops here
+    context = methods.RunContext(dir=run_dir, seed=run.seed, device_setting=config["device"],
+                                 config_hash=config_hash(method_cfg), precision_setting=precision_setting(config, run.suite))
+    if run.method in methods.CPU_ONLY:
+        context.resolved_precision = "fp32"     # no network to compute in anything else
+    precision = context.precision
+    if precision != "fp32":                 # a checkpoint made in another precision is not resumed
+        context.config_hash += f"-{precision}"
     if (not force and previous and previous["status"] == "completed" and (run_dir / "outputs.npz").exists()
-            and previous["config_hash"] == config_hash(method_cfg) and previous["data"]["digest"] == manifest["digest"]):
+            and previous["config_hash"] == config_hash(method_cfg) and previous["data"]["digest"] == manifest["digest"]
+            and previous.get("precision", "fp32") == precision):
         print(f"{run.label()}: already completed with this config; --force to retrain", file=sys.stderr)
         return run_dir
 
@@ -65,7 +74,7 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         "seed_index": run.seed_index, "seed": run.seed, "tracks": list(method.tracks),
         "config": method_cfg, "config_hash": config_hash(method_cfg),
         "data": {"digest": manifest["digest"], "fit_split": fit_split, "score_split": score_split},
-        "device_setting": config["device"], "precision": config["precision"],
+        "device_setting": config["device"], "precision_setting": context.precision_setting, "precision": precision,
         "git": provenance.git_state(), "packages": provenance.package_versions(), "machine": provenance.machine(),
         "compute": provenance.compute(with_torch=run.method not in methods.CPU_ONLY),
         "command": sys.argv, "started": _now(), "status": "running", "resumed": resuming,
@@ -77,8 +86,6 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
     provenance.seed_everything(run.seed)
     fit = dataset.load(config["data_dir"], method_cfg["fit_split"])
     score = fit if score_split == fit_split else dataset.load(config["data_dir"], method_cfg["score_split"])
-    context = methods.RunContext(dir=run_dir, seed=run.seed, device_setting=config["device"],
-                                 config_hash=record["config_hash"], precision=config["precision"])
     start = time.monotonic()
     try:
         outputs = method.fit(methods.RunData(dataset, fit, score), method_cfg, context)
@@ -102,10 +109,10 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
 
 def check_outputs(outputs: dict, n: int, method: str) -> None:
     """A method's outputs must describe every example of the score split, in its order."""
-    for key in ("assignments", "assignments_at_mean", "probs", "log_probs", "log_probs_mixture_posterior", "embedding"):
+    for key in ("assignments", "assignments_at_mean", "assignments_after_pretraining", "probs", "log_probs", "log_probs_mixture_posterior", "embedding"):
         if key in outputs and len(outputs[key]) != n:
             raise ValueError(f"method '{method}' returned {len(outputs[key])} rows of '{key}' for {n} examples")
-    for key in ("assignments", "assignments_at_mean"):
+    for key in ("assignments", "assignments_at_mean", "assignments_after_pretraining"):
         if key in outputs and not np.issubdtype(outputs[key].dtype, np.integer):
             raise ValueError(f"method '{method}': {key} must be integers, got {outputs[key].dtype}")
     if "probs" in outputs and not np.allclose(outputs["probs"].sum(1), 1.0, atol=1e-3):

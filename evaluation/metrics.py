@@ -218,6 +218,14 @@ METRICS = {
                                          clustering.hungarian_accuracy, only_if_given=True),
     "nmi_arithmetic_at_mean": _clustering("nmi[average=arithmetic,readout=latent-mean]", "assignments_at_mean",
                                           lambda y, pred: clustering.nmi(y, pred, "arithmetic"), only_if_given=True),
+    # ClusterDDPM's labels from the mixture fitted right after pre-training, where EM sets out from
+    "acc_hungarian_after_pretraining": _clustering("acc[hungarian,readout=after-pretraining]",
+                                                   "assignments_after_pretraining", clustering.hungarian_accuracy,
+                                                   only_if_given=True),
+    "nmi_arithmetic_after_pretraining": _clustering("nmi[average=arithmetic,readout=after-pretraining]",
+                                                    "assignments_after_pretraining",
+                                                    lambda y, pred: clustering.nmi(y, pred, "arithmetic"),
+                                                    only_if_given=True),
     # GMVAE v1's p(z|x,w) at the posterior means, beside the paper's read-out from its q(z|y) head
     "acc_aae_mixture_posterior": _clustering("acc[aae-most-confident,readout=mixture-posterior]",
                                              "log_probs_mixture_posterior", clustering.most_confident_accuracy,

@@ -53,8 +53,9 @@ class RunContext:
     seed: int
     device_setting: str = "auto"
     config_hash: str = ""
-    precision: str = "fp32"          # bf16: mixed precision where a method supports it, on CUDA only
+    precision_setting: str = "fp32"  # fp32, bf16 or auto (methods/nets/precision.py)
     resolved_device: str | None = field(default=None, init=False)
+    resolved_precision: str | None = field(default=None, init=False)
     notes: dict = field(default_factory=dict, init=False)   # facts the method states about its run: run.json's "notes"
     _log_start: float = field(default_factory=time.monotonic, init=False)
 
@@ -71,12 +72,21 @@ class RunContext:
             self.resolved_device = wanted
         return self.resolved_device
 
-    def autocast(self):
-        """bf16 autocast for a forward pass when the config asks for bf16 and the run is on
-        CUDA; a no-op otherwise (CPU runs stay fp32, so CPU numbers do not depend on it)."""
-        import torch
-        enabled = self.precision == "bf16" and self.device.startswith("cuda")
-        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=enabled)
+    @property
+    def precision(self) -> str:
+        """What the networks compute in, fp32 or bf16: the setting resolved on the run's device
+        (auto takes bf16 where it is native; bf16 where it is not raises PrecisionError)."""
+        if self.resolved_precision is None and self.precision_setting == "fp32":
+            self.resolved_precision = "fp32"
+        if self.resolved_precision is None:
+            from methods.nets import precision
+            self.resolved_precision = precision.resolve(self.precision_setting, self.device)
+        return self.resolved_precision
+
+    def network(self, model: T, channels_last: bool = True) -> T:
+        """`model` on the run's device, its networks computing in the run's precision."""
+        from methods.nets import precision
+        return precision.prepare(model, self.device, self.precision, channels_last)
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """An independent NumPy generator for one purpose of the run (stream 0, 1, ...)."""
@@ -172,7 +182,7 @@ class Training:
         import torch
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run.seed)
-            model = build_model().to(run.device)
+            model = run.network(build_model())
         training = cls(model, (optimiser or torch.optim.Adam)(model.parameters(), lr=lr),
                        torch.Generator(device=run.device).manual_seed(run.seed))
         state = run.load_checkpoint()

@@ -52,6 +52,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from methods.nets.precision import full_precision
+
 CHOLESKY_JITTER = 1e-6
 
 
@@ -108,6 +110,7 @@ class Orthonorm(nn.Module):
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("weights", torch.eye(d))
 
+    @full_precision                     # a Cholesky factor of a Gram matrix: no bf16
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         if self.training:
             mean = y.mean(0)

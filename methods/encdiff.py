@@ -92,6 +92,9 @@ Differences from the official code that remain:
   sign-invariant).
 - The interchange figure's layout (ours); samples and the figure by DDIM from the EMA UNet
   (as the authors' code).
+- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
+  compute in bf16, channels-last (the VQ codebook's search in fp32); the loss, the anchoring
+  and every read-out are fp32 (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
 
@@ -187,10 +190,10 @@ def first_stage(data: RunData, config: dict, run: RunContext) -> VQSpace:
             model = VQAutoencoder(settings)
         model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
         print(f"first stage: loaded {cache}", file=sys.stderr, flush=True)
-        model = model.to(run.device)
+        model = run.network(model)
     else:
         stage_dir.mkdir(parents=True, exist_ok=True)
-        stage_run = RunContext(stage_dir, int(digest[:8], 16), run.device_setting, digest, run.precision)
+        stage_run = RunContext(stage_dir, int(digest[:8], 16), run.device_setting, digest, run.precision_setting)
         model = train_vq_autoencoder(training, config, stage_run)
         with recorded_path(cache) as tmp:                            # with its sha256, checked at every load
             torch.save(model.state_dict(), tmp)
@@ -256,6 +259,21 @@ def check_config(config: dict, data: RunData) -> None:
     AnchoringSettings.from_config(config)
 
 
+def batch_loss(model: EncDiff, space, anchors: GaussianAnchors | None, x: torch.Tensor, schedule: NoiseSchedule,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The L1 noise loss of a batch x in [-1, 1], with the anchoring's lambda and the share of
+    token entries that are exactly zero (for the log)."""
+    tokens = model.tokens(x)
+    zeros = (tokens == 0).float().mean()
+    lam = torch.zeros((), device=x.device)
+    if anchors is not None:
+        tokens, lam = anchors.anchor(tokens)
+    latents = space.encode(x)
+    t = schedule.random_timesteps(len(x), generator)
+    noise = torch.randn(latents.shape, generator=generator, device=x.device)
+    return (model.unet(schedule.add_noise(latents, t, noise), t, tokens) - noise).abs().mean(), lam, zeros
+
+
 def to_signed(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
@@ -295,17 +313,7 @@ class EncDiffMethod(Method):
             order = torch.randperm(n, generator=generator, device=device)[:steps * batch].view(steps, batch)
             sums = torch.zeros(3, device=device)                                  # loss, lambda, share of zero entries
             for step, index in enumerate(order):
-                x = to_signed(images[index])
-                with run.autocast():
-                    tokens = model.tokens(x)
-                    zeros = (tokens == 0).float().mean()
-                    lam = torch.zeros((), device=device)
-                    if anchors is not None:
-                        tokens, lam = anchors.anchor(tokens)
-                    latents = space.encode(x)
-                    t = schedule.random_timesteps(batch, generator)
-                    noise = torch.randn(latents.shape, generator=generator, device=device)
-                    loss = (model.unet(schedule.add_noise(latents, t, noise), t, tokens).float() - noise).abs().mean()
+                loss, lam, zeros = batch_loss(model, space, anchors, to_signed(images[index]), schedule, generator)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"encdiff: loss is {loss.item()} at epoch {epoch}, step {step}")
                 optimiser.zero_grad()

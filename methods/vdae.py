@@ -104,6 +104,9 @@ Differences from the authors' code (methods/diffusion_maps.py lists SpectralNet'
   (`affinity_k` 16, `scale_neighbour` 8 on the manifolds; 10 and 5 on digits) than the paper's
   2: with 2 the neighbour graph of a few thousand noisy points breaks into pieces, and the
   diffusion map of a broken circle is that of a segment.
+- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
+  compute in bf16; losses, KL terms, the neighbour covariances and every read-out are fp32
+  (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
 
@@ -274,8 +277,8 @@ class VDAEMethod(Method):
         fit_x, score_x = (fit_x - centre) / half_range, (score_x - centre) / half_range
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run.seed)
-            spectralnet = SpectralNet(fit_x.shape[1], config["hidden"], config["d"]).to(device)
-            model = VDAE(spectralnet, fit_x.shape[1], config).to(device)
+            spectralnet = SpectralNet(fit_x.shape[1], config["hidden"], config["d"])
+            model = run.network(VDAE(spectralnet, fit_x.shape[1], config))
         spectral_optimiser = torch.optim.RMSprop(spectralnet.parameters(), lr=config["spectral_lr"])
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(spectral_optimiser, factor=0.1, threshold=0,
                                                                patience=config["spectral_patience"])

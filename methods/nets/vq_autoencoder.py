@@ -69,6 +69,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods.base import RunContext
+from methods.nets.precision import full_precision
 from methods.vae import check_batch, train_epochs
 
 GENERATOR_STREAM = 17                 # run.rng stream that seeds this stage's torch generator
@@ -168,6 +169,7 @@ class Codebook(nn.Module):
         self.embedding = nn.Embedding(codes, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / codes, 1.0 / codes)
 
+    @full_precision                     # the nearest code by distance, and its loss, in fp32
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(quantised h with the straight-through gradient, codebook loss, code indices (B, H, W))."""
         b, c, height, width = h.shape
@@ -276,7 +278,7 @@ def train_vq_autoencoder(images: np.ndarray | torch.Tensor, config: dict, run: R
     seed = int(run.rng(GENERATOR_STREAM).integers(2 ** 62))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = VQAutoencoder(stage).to(device)
+        model = run.network(VQAutoencoder(stage))
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate(stage), betas=ADAM_BETAS)
     generator = torch.Generator(device=device).manual_seed(seed)
     if save is None:

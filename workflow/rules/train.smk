@@ -20,6 +20,7 @@ rule train:
         f"{RUN_DIR}/train.log",
     params:
         config_hash=method_config_hash,
+        precision=lambda wildcards: bench_config.precision_setting(CONFIG, wildcards.suite),   # a change retrains
     threads: 1
     resources:
         gpu=gpus,
