@@ -139,6 +139,15 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "suites").glob("*.yaml"))
 
 
+def registered_names():
+    """Every name a claim may use (evaluation/claims.py's lint): methods and their variants,
+    datasets, metrics, suites."""
+    from evaluation.claims import Names
+    variants = {name: set(block["variants"]) for name, block in load_methods()["methods"].items()}
+    return Names(variants, set(datasets.DATASETS) | set(datasets.PAPER_DATASETS), set(evaluation.METRICS),
+                 set(suite_names()))
+
+
 def load_suite(name: str) -> dict:
     if name not in suite_names():
         raise _unknown("suite", name, suite_names())

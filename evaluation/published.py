@@ -143,6 +143,12 @@ def _parse_printed(printed: str, where: str) -> dict:
     return {"value": float(match["value"]), "std": None if match["std"] is None else float(match["std"])}
 
 
+def read_from(paper: dict) -> str:
+    """Where a registry file's numbers were read: its `read_from`, else the arXiv id and version."""
+    version = "" if paper["version"] == "unknown" else paper["version"]
+    return paper.get("read_from") or f"arXiv {paper['arxiv']}{version}"
+
+
 def _entry(paper_id: str, paper: dict, raw: dict, where: str, known_datasets) -> Published:
     if raw["metric"] not in METRICS:
         raise ConfigError(f"{where}: unknown metric '{raw['metric']}'; valid: {', '.join(METRICS)}")
@@ -159,10 +165,8 @@ def _entry(paper_id: str, paper: dict, raw: dict, where: str, known_datasets) ->
         raise ConfigError(f"{where}: value {raw['value']} (std {raw.get('std')}) is out of range for a {raw['scale']}")
     unit = " %" if scale == 100 else ""
     spread = f" ± {raw['std']:g}" if raw.get("std") is not None else ""
-    version = "" if paper["version"] == "unknown" else paper["version"]
-    read_from = paper.get("read_from") or f"arXiv {paper['arxiv']}{version}"
     return Published(
-        paper=paper_id, source=f"{read_from}, {raw['table']}",
+        paper=paper_id, source=f"{read_from(paper)}, {raw['table']}",
         method=raw["method"], variant=raw["variant"], dataset=raw["dataset"], split=raw["split"],
         metric=raw["metric"], spec=raw["spec"], value=raw["value"] / scale,
         std=None if raw.get("std") is None else raw["std"] / scale, runs=raw.get("runs"),

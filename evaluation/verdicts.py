@@ -40,7 +40,7 @@ FAMILY_FALSE_ALARM = 0.01      # the chance that an unchanged suite raises any f
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: str                  # "published" or "golden"
+    kind: str                  # "published", "golden", "claim" or "golden-claim"
     dataset: str
     method: str
     variant: str
@@ -56,6 +56,7 @@ class Verdict:
     standard_errors: float | None = None
     reason: str = ""
     source: str = ""
+    claim: str = ""            # a claim's id (evaluation/claims.py), for kinds "claim" and "golden-claim"
 
     def row(self) -> dict:
         return asdict(self)

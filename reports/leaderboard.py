@@ -13,20 +13,22 @@ from pathlib import Path
 import pandas as pd
 
 from common.files import write_text
-from evaluation import published
+from evaluation import claims, published
 from reports import render as formats
 from reports.page import page
 from reports.figures import dataset_figure, run_colours, training_curves
-from reports.tables import MethodRuns, csv_table, failed_runs, not_transcribed_for, sections
+from reports.tables import MethodRuns, claim_verdicts, csv_table, failed_runs, not_transcribed_for, sections
 
 RunKey = tuple[str, str, str, int]               # dataset, method, variant, seed index
 
 
 def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = "",
-           published_dir: Path = published.PUBLISHED_DIR, run_dirs: dict[RunKey, Path] | None = None) -> list[Path]:
+           published_dir: Path = published.PUBLISHED_DIR, run_dirs: dict[RunKey, Path] | None = None,
+           claims_dir: Path = claims.CLAIMS_DIR) -> list[Path]:
     """The leaderboard files and figures; `run_dirs` are the suite's run directories, whose
     training logs and images the HTML page shows beside the numbers."""
     entries, not_transcribed = published.load(published_dir)
+    judged = claim_verdicts(summary, claims.load(claims_dir, published_dir), suite)
     parts = sections(summary, entries)
     pending = not_transcribed_for(summary, not_transcribed)
     failed = failed_runs(summary)
@@ -37,10 +39,10 @@ def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = 
         dataset_figure(summary, dataset, [s for s in parts if s.dataset == dataset], colours, figures[dataset])
     runs = method_runs(run_dirs or {}, colours, out_dir / "figures" / "training")
     outputs = {
-        "leaderboard.md": formats.markdown(parts, suite, description, pending, failed),
+        "leaderboard.md": formats.markdown(parts, suite, description, pending, failed, judged),
         "leaderboard.csv": csv_table(summary),
         "leaderboard.tex": formats.latex(parts, suite, failed),
-        "leaderboard.html": page(parts, suite, description, figures, runs, pending, failed),
+        "leaderboard.html": page(parts, suite, description, figures, runs, pending, failed, judged),
     }
     for name, text in outputs.items():
         write_text(out_dir / name, text)

@@ -1,7 +1,8 @@
 """The leaderboard as one standalone HTML page (every image embedded), made to be read at
 1280–1600 px without scrolling the page sideways:
 
-- a summary first: per dataset and track, the best of our runs, how each run compares with
+- the papers' claims first, with their verdicts on this suite's seeds;
+- a summary: per dataset and track, the best of our runs, how each run compares with
   its published number (verdict badges), and the failed runs; then the table of contents;
 - per dataset: its figure, a table per track (↑/↓ beside each metric, each value on one
   line, a wide table scrolling inside its own box, the specs on hover and in a closed
@@ -13,8 +14,9 @@ import base64
 import html
 from pathlib import Path
 
-from reports.render import INTRO, VERDICT_HEADER, not_transcribed_line, verdict_cells, number
-from reports.tables import MethodRuns, Row, Section, better
+from reports.render import (CLAIM_HEADER, CLAIMS_INTRO, INTRO, VERDICT_HEADER, claim_cells, not_run_line,
+                            not_transcribed_line, number, verdict_cells)
+from reports.tables import Claims, MethodRuns, Row, Section, better
 
 e = html.escape
 
@@ -50,11 +52,13 @@ figure img { max-width: 100%; height: auto; }
 
 
 def page(sections: list[Section], suite: str, description: str, figures: dict[str, Path], runs: list[MethodRuns],
-         not_transcribed=(), failed=()) -> str:
+         not_transcribed=(), failed=(), claims: Claims | None = None) -> str:
     """The whole page; `figures` maps each dataset to its figure."""
     datasets = sorted(set(figures) | {s.dataset for s in sections})
+    shown = claims is not None and bool(claims.verdicts or claims.not_run)
     body = [f"<h1>Leaderboard: {e(suite)} suite</h1>", f"<p>{e(description.strip())}</p>",
-            _summary(datasets, sections, failed), _contents(datasets, sections, failed, not_transcribed)]
+            _claims(claims, suite) if shown else "", _summary(datasets, sections, failed),
+            _contents(datasets, sections, failed, not_transcribed, shown)]
     for dataset in datasets:
         body.append(_dataset(dataset, [s for s in sections if s.dataset == dataset], figures.get(dataset),
                              [r for r in runs if r.dataset == dataset]))
@@ -75,8 +79,9 @@ def _anchor(*parts: str) -> str:
     return "-".join(parts).replace(" ", "-").replace("/", "-")
 
 
-def _contents(datasets: list[str], sections: list[Section], failed, not_transcribed) -> str:
-    items = ['<li><a href="#summary">Summary</a></li>']
+def _contents(datasets: list[str], sections: list[Section], failed, not_transcribed, claims: bool) -> str:
+    items = ['<li><a href="#claims">Claims</a></li>'] if claims else []
+    items += ['<li><a href="#summary">Summary</a></li>']
     for dataset in datasets:
         tracks = " · ".join(f'<a href="#{_anchor(dataset, s.track)}">{e(s.track)}</a>'
                             for s in sections if s.dataset == dataset)
@@ -87,6 +92,24 @@ def _contents(datasets: list[str], sections: list[Section], failed, not_transcri
     if not_transcribed:
         items.append('<li><a href="#not-transcribed">Published results not yet transcribed</a></li>')
     return f'<nav class="toc"><strong>Contents</strong><ol>{"".join(items)}</ol></nav>'
+
+
+# The claims ----------------------------------------------------------------------------------
+
+CLAIM_TEXT_COLUMNS = {CLAIM_HEADER.index("claim"), CLAIM_HEADER.index("note")}      # these may wrap
+
+
+def _claims(claims: Claims, suite: str) -> str:
+    out = ['<h2 id="claims">Claims</h2>', f'<p class="muted">{e(CLAIMS_INTRO)}</p>']
+    if claims.verdicts:
+        head = "".join(f"<th>{e(h)}</th>" for h in CLAIM_HEADER)
+        verdict = CLAIM_HEADER.index("verdict")
+        body = "".join("<tr>" + "".join(_verdict_cell(i, c, verdict, CLAIM_TEXT_COLUMNS)
+                                        for i, c in enumerate(claim_cells(v))) + "</tr>" for v in claims.verdicts)
+        out.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+    if claims.not_run:
+        out.append(f'<p class="muted">{e(not_run_line(claims, suite))}</p>')
+    return "\n".join(out)
 
 
 # The summary ---------------------------------------------------------------------------------
@@ -186,10 +209,10 @@ VERDICT_COLUMN = VERDICT_HEADER.index("verdict")
 TEXT_COLUMNS = {VERDICT_HEADER.index("note"), VERDICT_HEADER.index("source")}      # these may wrap
 
 
-def _verdict_cell(column: int, text: str) -> str:
-    if column == VERDICT_COLUMN:
+def _verdict_cell(column: int, text: str, verdict_column: int = VERDICT_COLUMN, text_columns=TEXT_COLUMNS) -> str:
+    if column == verdict_column:
         return f'<td><span class="badge verdict-{e(text)}">{e(text)}</span></td>'
-    return f'<td class="text">{e(text)}</td>' if column in TEXT_COLUMNS else f"<td>{e(text)}</td>"
+    return f'<td class="text">{e(text)}</td>' if column in text_columns else f"<td>{e(text)}</td>"
 
 
 def _method_runs(runs: MethodRuns) -> str:

@@ -6,7 +6,8 @@ Published numbers of the same spec sit under ours, in italics, with their source
 reproduction verdicts follow each table, and the specs are its footnotes."""
 from __future__ import annotations
 
-from reports.tables import Cell, Section, better
+from evaluation.claims import LEVEL, RULE
+from reports.tables import Cell, Claims, Section, better
 
 INTRO = ("Ours: mean ± standard deviation over seeds; ↑: higher is better, ↓: lower is better (distances "
          "such as FID); **bold**: the best of our means in a column where two or more runs compete. "
@@ -30,6 +31,20 @@ def verdict_cells(v) -> list[str]:
 
 
 VERDICT_HEADER = ["run", "metric", "published", "ours", "seeds", "Δ / se", "verdict", "note", "source"]
+CLAIM_HEADER = ["claim", "dataset", "metric", "better", "than", "difference", f"{LEVEL:.0%} interval", "verdict", "note"]
+CLAIMS_INTRO = f"Each paper's claims (evaluation/claims/), judged on this suite's seeds: {RULE}"
+
+
+def claim_cells(v) -> list[str]:
+    """One claim's row: the claim with its paper and where it says it, the two sides as mean ± std (n)."""
+    note = "; ".join(filter(None, [v.reason, v.claim.note]))
+    return [f"{v.claim.claim} ({v.claim.id}; {v.claim.source})", v.dataset, f"{v.claim.metric} {better(v.claim.metric)}",
+            f"{v.better.label} {v.better.text()}", f"{v.than.label} {v.than.text()}",
+            "" if v.difference is None else f"{v.difference:+.3f}", v.interval(), v.verdict, note]
+
+
+def not_run_line(claims: Claims, suite: str) -> str:
+    return f"Not run in the {suite} suite ({len(claims.not_run)}): {', '.join(claims.not_run)}."
 
 
 # Markdown ----------------------------------------------------------------------------------
@@ -38,10 +53,15 @@ def not_transcribed_line(n) -> str:
     return f"{n.method}: {n.what} ({n.where}): not yet transcribed, {n.why}"
 
 
-def markdown(sections: list[Section], suite: str, description: str = "", not_transcribed=(), failed=()) -> str:
+def markdown(sections: list[Section], suite: str, description: str = "", not_transcribed=(), failed=(),
+             claims: Claims | None = None) -> str:
     lines = [f"# Leaderboard: {suite} suite", ""]
     if description:
         lines += [description.strip(), ""]
+    if claims and (claims.verdicts or claims.not_run):
+        lines += ["## Claims", "", CLAIMS_INTRO, ""]
+        lines += _md_table(CLAIM_HEADER, [claim_cells(v) for v in claims.verdicts]) + [""] if claims.verdicts else []
+        lines += [not_run_line(claims, suite), ""] if claims.not_run else []
     lines += [INTRO, ""]
     for s in sections:
         lines += [f"## {s.dataset} — {s.track}", ""]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation import METRICS
+from evaluation import METRICS, claims
 from evaluation.published import NotTranscribed, Published, spec_matches
 from evaluation.verdicts import Verdict, published_verdicts
 
@@ -54,6 +54,20 @@ class MethodRuns:
     method: str
     curves: Path | None
     images: list[tuple[str, Path]]
+
+
+@dataclass
+class Claims:
+    """The papers' claims judged on this suite's runs: a row per comparison that has runs on
+    both sides, and the ids of the rest (no comparison for the suite, or a side not run)."""
+    verdicts: list[claims.ClaimVerdict]
+    not_run: list[str]
+
+
+def claim_verdicts(summary: pd.DataFrame, registered: list[claims.Claim], suite: str) -> Claims:
+    judged = claims.verdicts(registered, suite, claims.summary_lookup(summary))
+    not_run = claims.not_run_here(registered, suite) + [v.claim.id for v in judged if v.verdict == claims.NOT_RUN]
+    return Claims([v for v in judged if v.verdict != claims.NOT_RUN], sorted(set(not_run)))
 
 
 def summarise(summary: pd.DataFrame) -> pd.DataFrame:

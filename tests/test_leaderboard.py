@@ -27,7 +27,7 @@ PNG_SIZE = slice(16, 24)                          # width and height in a PNG's 
 
 def rendered(out_dir: Path, run_dirs=None) -> list[Path]:
     return render(pd.read_csv(HERE / "summary.csv"), out_dir, "demo", "Committed demo runs.", HERE / "published",
-                  run_dirs=run_dirs)
+                  run_dirs=run_dirs, claims_dir=HERE / "claims")
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -106,6 +106,18 @@ def test_html_page_is_standalone_valid_and_complete(outputs):
         assert any(r.startswith(f"{run.method}|{run.variant}|") for r in body_rows)
     assert sum("|published, " in r for r in body_rows) == 3
     assert any("NOT-COMPARABLE" in r for r in body_rows)
+
+
+def test_claims_come_first_each_with_its_sides_and_verdict_the_not_run_in_one_line(outputs):
+    markdown = (outputs / "leaderboard.md").read_text()
+    claims = markdown[markdown.index("## Claims"):markdown.index("## mnist")]
+    assert "| gmvae/paper-v1-k10-m1 0.743 ± 0.080 (3) | kmeans/pca50 0.550 ± 0.010 (3) | +0.193 |" in claims
+    assert "| the stated value 0.500 | +0.300 | [+0.052, +0.548] | HOLDS |" in claims
+    assert "Not run in the demo suite (2): demo-elsewhere, demo-gmm-beats-kmeans." in claims
+    page = (outputs / "leaderboard.html").read_text()
+    top = page[page.index('id="claims"'):page.index('id="summary"')]
+    assert '<span class="badge verdict-HOLDS">HOLDS</span>' in top and "verdict-UNDECIDED" in top
+    assert "(demo-gmvae-beats-kmeans; arXiv 0000.00000v1, Table 1)" in top and "demo-elsewhere" in top
 
 
 def test_best_is_marked_only_where_two_or_more_runs_compete():
