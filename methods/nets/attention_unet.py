@@ -43,7 +43,8 @@ Deviations and choices:
   (every paper width), fewer for narrow configs (e.g. 16 groups for 48 channels), where LDM
   would fail.
 - Attention uses torch's scaled_dot_product_attention (same arithmetic as LDM's einsum form,
-  softmax(q k^T / sqrt(d)) v, up to rounding).
+  softmax(q k^T / sqrt(d)) v, up to rounding); under bf16 on a CPU it computes in fp32
+  (methods/nets/precision.py: torch's bf16 kernel there is several times slower).
 - No gradient checkpointing, fp16 conversion, class labels or codebook-id head (LDM options
   the spec's model does not use). The forward returns the tensor, not LDM's wrapper.
 - With resblock_updown=False, the resampling is LDM's conv_resample form (stride-2 conv 3x3
@@ -56,6 +57,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from methods.nets.precision import attention
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -160,7 +163,7 @@ class Attention(nn.Module):
         def split(t):  # (B, n, heads * d) -> (B, heads, n, d)
             return t.view(B, t.shape[1], self.heads, -1).transpose(1, 2)
 
-        h = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(context)), split(self.v(context)))
+        h = attention(split(self.q(x)), split(self.k(context)), split(self.v(context)))
         return self.out(h.transpose(1, 2).reshape(B, N, -1))
 
 

@@ -7,7 +7,11 @@ E-step draws and every read-out a metric scores are computed in fp32 from there 
 that must stay fp32 inside a network (a Cholesky whitening, a codebook's nearest-code search)
 are marked `@full_precision`. Conv models also go channels-last under bf16, where oneDNN's
 bf16 convolutions are fastest; fp32 runs keep the default layout, so their numbers do not
-move with this file.
+move with this file. Two CPU kernels are slow in bf16 and are routed around (measured by
+benchmarks/encdiff_throughput.py, with --modes to compare): GroupNorm on a channels-last bf16
+tensor (10-30x its contiguous kernel) gets its input contiguous, and attention computes in
+fp32 on the CPU (torch's bf16 attention kernel is 4-6x slower than its fp32 one at these
+head sizes).
 
 bf16 is native on CUDA GPUs that report it and on CPUs with AMX or AVX512-BF16 while torch
 runs its AVX512 kernels; elsewhere it is emulated, slower than fp32, and refused.
@@ -19,6 +23,7 @@ import os
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils._pytree import tree_map_only
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -66,6 +71,9 @@ def prepare(model: nn.Module, device: str, precision: str, channels_last: bool =
         return model
     if channels_last and any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules()):
         model = model.to(memory_format=torch.channels_last)
+        for norm in model.modules():
+            if isinstance(norm, nn.GroupNorm):
+                norm.register_forward_pre_hook(lambda _module, args: (args[0].contiguous(), *args[1:]))
     for network in model.children():
         if not getattr(type(network).forward, "full_precision", False):
             _compute_in_bf16(network, torch.device(device).type)
@@ -91,6 +99,13 @@ def _compute_in_bf16(module: nn.Module, device_type: str) -> None:
 
     module.register_forward_pre_hook(enter)
     module.register_forward_hook(leave, always_call=True)        # autocast is closed on an exception too
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v, in fp32 for bf16 inputs on the CPU (its fast kernel there)."""
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 def full_precision(forward):

@@ -69,7 +69,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods.base import RunContext
-from methods.nets.precision import full_precision
+from methods.nets.precision import attention, full_precision
 from methods.vae import check_batch, train_epochs
 
 GENERATOR_STREAM = 17                 # run.rng stream that seeds this stage's torch generator
@@ -106,7 +106,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).flatten(2).transpose(1, 2).chunk(3, dim=-1)   # (B, HW, C) each
-        attended = F.scaled_dot_product_attention(q, k, v)
+        attended = attention(q, k, v)
         return x + self.out(attended.transpose(1, 2).reshape(b, c, h, w))
 
 
