@@ -8,8 +8,8 @@ Measures, on MNIST-shaped random images held as one tensor on the device (batche
 no data-loader workers, as the method does), each mode in its own process:
 - M-step: `--steps` Adam steps of the EM loss (summed MSE + 0.1 KL) at batch 128, after
   `--warmup` steps: images/s and ms/step;
-- E-step: encoding `--n` images (the mixture refit on their z is fp32 in every mode and not
-  timed here: benchmarks on it are the method's log);
+- E-step: encoding `--n` images, in fp32 in every mode (a pass without gradients; the
+  mixture refit on their z is not timed here: the method's log has it);
 - the paper run projected from both: (10 + 570) epochs of 70,000 images.
 Prints; asserts nothing.
 """

@@ -11,7 +11,8 @@ images; quick: pixels of 1 x 32 x 32 sprites, folded), the UNet with Skip Dropou
 AdamW and the EMA update of the UNet, on random images held as one tensor on the device. Each
 mode runs in its own process. The paper run is projected for Shapes3D (480,000 images x the
 configuration's epochs); the quick run for its own epochs x steps_per_epoch batches. The
-refit: the per-unit mixtures on `--tokens` random tokens (fp32 in every mode). Prints;
+refit: the per-unit mixtures on `--tokens` random tokens (fp32 in every mode). The method
+itself trains in the `bf16` mode's layout (methods/encdiff.py CHANNELS_LAST). Prints;
 asserts nothing.
 """
 from __future__ import annotations

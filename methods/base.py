@@ -177,12 +177,14 @@ class Training:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def start(cls, run: RunContext, build_model: Callable[[], Any], lr: float, optimiser: Any = None) -> Training:
-        """`optimiser`: the torch.optim class (Adam when None)."""
+    def start(cls, run: RunContext, build_model: Callable[[], Any], lr: float, optimiser: Any = None,
+              channels_last: bool = True) -> Training:
+        """`optimiser`: the torch.optim class (Adam when None); `channels_last`: whether a conv
+        model goes channels-last under bf16 (methods/nets/precision.py)."""
         import torch
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run.seed)
-            model = run.network(build_model())
+            model = run.network(build_model(), channels_last)
         training = cls(model, (optimiser or torch.optim.Adam)(model.parameters(), lr=lr),
                        torch.Generator(device=run.device).manual_seed(run.seed))
         state = run.load_checkpoint()

@@ -93,8 +93,9 @@ Differences from the official code that remain:
 - The interchange figure's layout (ours); samples and the figure by DDIM from the EMA UNet
   (as the authors' code).
 - Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
-  compute in bf16, channels-last (the VQ codebook's search in fp32); the loss, the anchoring
-  and every read-out are fp32 (ours; methods/nets/precision.py).
+  compute in bf16 (the VQ codebook's search and the attention in fp32), in the default memory
+  layout: channels-last measured slower for both of its networks, at quick and at paper sizes;
+  the loss, the anchoring and every read-out are fp32 (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
 
@@ -118,6 +119,7 @@ from methods.nets.vq_autoencoder import KEYS as VQ_KEYS, VQAutoencoder, reconstr
 
 SPACES = ("vq", "pixels")
 READOUT_BATCH = 500
+CHANNELS_LAST = False       # under bf16: measured slower for the UNet and the VQ stage (benchmarks/encdiff_throughput.py)
 
 
 class EncDiff(nn.Module):
@@ -190,7 +192,7 @@ def first_stage(data: RunData, config: dict, run: RunContext) -> VQSpace:
             model = VQAutoencoder(settings)
         model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
         print(f"first stage: loaded {cache}", file=sys.stderr, flush=True)
-        model = run.network(model)
+        model = run.network(model, CHANNELS_LAST)
     else:
         stage_dir.mkdir(parents=True, exist_ok=True)
         stage_run = RunContext(stage_dir, int(digest[:8], 16), run.device_setting, digest, run.precision_setting)
@@ -294,7 +296,7 @@ class EncDiffMethod(Method):
         latent_channels = space.encode(to_signed(images[:1])).shape[1]
         schedule = NoiseSchedule.named(config["schedule"], config["steps"], config["beta_start"], config["beta_end"])
         training = Training.start(run, lambda: EncDiff(tuple(images.shape[1:]), latent_channels, config), config["lr"],
-                                  torch.optim.AdamW)
+                                  torch.optim.AdamW, channels_last=CHANNELS_LAST)
         model, optimiser, generator = training.model, training.optimiser, training.generator
         ema = EMA(model.unet, config["ema_decay"])                               # the UNet only, as the official LitEma
         anchors, settings = None, AnchoringSettings.from_config(config)

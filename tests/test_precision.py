@@ -74,6 +74,24 @@ def compare_step(build, loss_of):
 
 
 @needs_native_bf16
+def test_read_outs_compute_in_fp32_and_training_passes_in_bf16():
+    config = {**method_config("clusterddpm", "smoke"), "z_dim": 4}
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand((16, 1, 28, 28), generator=g) * torch.rand((16, 1, 1, 1), generator=g)
+    fp32, bf16 = (same_model(lambda: clusterddpm.ClusterDDPM(1, 28, config), compute) for compute in ("fp32", "bf16"))
+    for model in (fp32, bf16):
+        model.eval()
+    with torch.no_grad():        # a read-out: fp32 throughout (channels-last convolutions round alike to 1e-6)
+        read_out = [model.encoder(images)[0] for model in (fp32, bf16)]
+    torch.testing.assert_close(*read_out, rtol=1e-5, atol=1e-6)
+    for model in (fp32, bf16):
+        model.train()
+    trained = [model.encoder(images)[0] for model in (fp32, bf16)]
+    assert trained[1].dtype == torch.float32                                      # bf16 inside, fp32 out
+    assert 1e-4 < (trained[0] - trained[1]).abs().max() < 0.05
+
+
+@needs_native_bf16
 def test_clusterddpm_em_step_in_bf16_gives_the_fp32_loss(prepared_data):
     config = {**method_config("clusterddpm", "paper"), "n_feat": 16}
     images = torch.from_numpy(np.asarray(datasets.get("digits").load(prepared_data).x[:64], np.float32) / 255)

@@ -1,9 +1,12 @@
 """Mixed precision for the networks: bf16 where the device computes it natively, fp32 elsewhere.
 
 A run's `precision` setting is fp32, bf16 or auto. bf16 puts each network of a model (the
-model's direct children: encoder, UNet, decoder, heads) under `torch.autocast` in bf16, and
-hands what the network returns back as fp32: losses, KL terms, mixture responsibilities,
-E-step draws and every read-out a metric scores are computed in fp32 from there on. Modules
+model's direct children: encoder, UNet, decoder, heads) under `torch.autocast` in bf16 for
+the passes that train it (training mode, gradients on), and hands what it returns back as
+fp32: losses, KL terms and mixture responsibilities are computed in fp32 from there on. The
+passes without gradients or in eval mode (read-outs, E-step draws, samples, everything a
+metric scores) compute in fp32 throughout: bf16's three significant digits would tie
+neighbouring latent codes and move the metrics. Modules
 that must stay fp32 inside a network (a Cholesky whitening, a codebook's nearest-code search)
 are marked `@full_precision`. Conv models also go channels-last under bf16, where oneDNN's
 bf16 convolutions are fastest; fp32 runs keep the default layout, so their numbers do not
@@ -18,6 +21,7 @@ runs its AVX512 kernels; elsewhere it is emulated, slower than fp32, and refused
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -64,8 +68,8 @@ def resolve(setting: str, device: str) -> str:
 
 
 def prepare(model: nn.Module, device: str, precision: str, channels_last: bool = True) -> nn.Module:
-    """`model` on `device`; under bf16 each of its networks computes in bf16 (conv models
-    channels-last unless `channels_last` is False) and returns fp32."""
+    """`model` on `device`; under bf16 each of its networks computes its training passes in
+    bf16 (conv models channels-last unless `channels_last` is False) and returns fp32."""
     model = model.to(device)
     if precision != "bf16":
         return model
@@ -86,11 +90,12 @@ def _to_fp32(output):
 
 def _compute_in_bf16(module: nn.Module, device_type: str) -> None:
     """Hooks (not a replaced forward, so that copies and state dicts are untouched): autocast
-    on before the module's forward, off after it, its outputs cast back to fp32."""
+    on before a training pass of the module's forward, off after it, its outputs cast back to fp32."""
     open_contexts = []
 
-    def enter(_module, _args):
-        open_contexts.append(torch.autocast(device_type, dtype=torch.bfloat16))
+    def enter(module, _args):
+        trains = module.training and torch.is_grad_enabled()
+        open_contexts.append(torch.autocast(device_type, dtype=torch.bfloat16) if trains else contextlib.nullcontext())
         open_contexts[-1].__enter__()
 
     def leave(_module, _args, output):
@@ -104,7 +109,8 @@ def _compute_in_bf16(module: nn.Module, device_type: str) -> None:
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v, in fp32 for bf16 inputs on the CPU (its fast kernel there)."""
     if q.dtype == torch.bfloat16 and q.device.type == "cpu":
-        return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+        with torch.autocast("cpu", enabled=False):          # which would cast the inputs back to bf16
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v)
 
 

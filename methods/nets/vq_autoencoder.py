@@ -278,7 +278,7 @@ def train_vq_autoencoder(images: np.ndarray | torch.Tensor, config: dict, run: R
     seed = int(run.rng(GENERATOR_STREAM).integers(2 ** 62))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = run.network(VQAutoencoder(stage))
+        model = run.network(VQAutoencoder(stage), channels_last=False)   # slower under bf16 (encdiff.CHANNELS_LAST)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate(stage), betas=ADAM_BETAS)
     generator = torch.Generator(device=device).manual_seed(seed)
     if save is None:
