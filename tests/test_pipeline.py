@@ -22,6 +22,7 @@ pytestmark = pytest.mark.xdist_group("local-smoke-run")     # with tests/test_sl
 GOLDEN_SMOKE = REPO / "evaluation/golden/smoke.csv"
 CLUSTERING = {"acc_hungarian", "acc_aae", "nmi_arithmetic", "nmi_geometric", "ari"}
 AT_MEAN = {"acc_hungarian_at_mean", "nmi_arithmetic_at_mean"}      # for methods that give assignments_at_mean
+AFTER_PRETRAINING = {"acc_hungarian_after_pretraining", "nmi_arithmetic_after_pretraining"}   # ClusterDDPM
 GENERATION = {"fid", "kid"}
 DISENTANGLEMENT = {"beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness",
                    "sap", "modularity"}
@@ -37,8 +38,10 @@ def expected_metrics(run, workdir) -> set[str]:
     images, labelled = dataset.kind == "images", bool(dataset.n_classes)
     with np.load(run.path(workdir / "results") / "outputs.npz") as outputs:
         at_mean = "assignments_at_mean" in outputs.files
+        after_pretraining = "assignments_after_pretraining" in outputs.files
         walk = "walk_latent" in outputs.files
-    return ((CLUSTERING | (AT_MEAN if at_mean else set()) if "clustering" in tracks and labelled else set())
+    read_outs = (AT_MEAN if at_mean else set()) | (AFTER_PRETRAINING if after_pretraining else set())
+    return ((CLUSTERING | read_outs if "clustering" in tracks and labelled else set())
             | (GENERATION | ({"fd_classifier"} if labelled else set()) if "generation" in tracks and images else set())
             | (DISENTANGLEMENT if "disentanglement" in tracks and dataset.factor_names else set())
             | (TOPOLOGY | (WALK if walk else set()) if "topology" in tracks and not images else set()))
