@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 
 from common.files import atomic_path, check_recorded, recorded_path
-from evaluation.metrics import MetricUnavailable
+from evaluation.unavailable import MetricUnavailable
 
 MIN_SAMPLES = 2048
 EXTRACTOR = "inception-v3-compat"

@@ -20,10 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from evaluation import clustering
-
-
-class MetricUnavailable(RuntimeError):
-    """The metric cannot be computed for this run; str(error) is the reason recorded."""
+from evaluation.unavailable import MetricUnavailable
 
 
 @dataclass(frozen=True)
