@@ -94,7 +94,7 @@ Differences from the official code that remain:
   (as the authors' code).
 - Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
   compute in bf16 (the VQ codebook's search and the attention in fp32), in the default memory
-  layout: channels-last measured slower for both of its networks, at quick and at paper sizes;
+  layout: channels-last measured slower at quick size and no faster at paper size;
   the loss, the anchoring and every read-out are fp32 (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
@@ -119,7 +119,7 @@ from methods.nets.vq_autoencoder import KEYS as VQ_KEYS, VQAutoencoder, reconstr
 
 SPACES = ("vq", "pixels")
 READOUT_BATCH = 500
-CHANNELS_LAST = False       # under bf16: measured slower for the UNet and the VQ stage (benchmarks/encdiff_throughput.py)
+CHANNELS_LAST = False       # under bf16: slower at quick size, no faster at paper size (benchmarks/encdiff_throughput.py)
 
 
 class EncDiff(nn.Module):
