@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--results-dir")
     common.add_argument("--reports-dir")
     common.add_argument("--device")
-    common.add_argument("--precision", choices=["suite", "fp32", "bf16", "auto"],
-                        help="what the networks compute in (default: config/config.yaml's, 'suite')")
+    common.add_argument("--precision", help="suite, fp32, bf16 or auto: what the networks compute in "
+                                            "(default: config/config.yaml's)")
     common.add_argument("--min-seeds", type=int, help="every group of the suite runs at least this many seeds")
     commands = parser.add_subparsers(required=True, metavar="command")
 

@@ -76,8 +76,6 @@ class RunContext:
     def precision(self) -> str:
         """What the networks compute in, fp32 or bf16: the setting resolved on the run's device
         (auto takes bf16 where it is native; bf16 where it is not raises PrecisionError)."""
-        if self.resolved_precision is None and self.precision_setting == "fp32":
-            self.resolved_precision = "fp32"
         if self.resolved_precision is None:
             from methods.nets import precision
             self.resolved_precision = precision.resolve(self.precision_setting, self.device)

@@ -52,9 +52,9 @@ Deviations and readings:
 - The `paper` variants take beta = 4 (β-VAE) and beta = 6 (β-TCVAE) from the middle of the
   study's sweeps: the DyGA paper's baseline rows do not say which beta they used (unknown here).
 - The quick and smoke variants (sprites, 32x32, fewer steps, larger learning rate) are ours.
-- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
-  compute in bf16, channels-last; losses, KL terms, the total correlation and every read-out
-  are fp32 (ours; methods/nets/precision.py).
+- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks'
+  training passes compute in bf16, channels-last; losses, KL terms, the total correlation and
+  every read-out are fp32 (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
 

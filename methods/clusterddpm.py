@@ -76,9 +76,10 @@ Every remaining difference from the official code (and where the code is silent)
   quick/smoke settings (width, T, epochs, learning rate 1e-3 instead of 1e-4) are ours; the
   official code has MNIST only, at lr 1e-4. They are not the method's dynamics: results
   under them are named with these settings.
-- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the encoder
-  and the UNet compute in bf16, channels-last; the losses, the KL, the responsibilities, the
-  E-step draws and the read-out are fp32 (ours; methods/nets/precision.py).
+- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the training
+  passes of the encoder and the UNet compute in bf16, channels-last; the losses, the KL, the
+  responsibilities, the E-step draws and the read-out are fp32 (ours;
+  methods/nets/precision.py).
 """
 from __future__ import annotations
 
@@ -313,6 +314,8 @@ class ClusterDDPMMethod(Method):
             training.save(run, epoch, {"mixture": {key: torch.from_numpy(value) for key, value in state.items()},
                                        "labels": torch.from_numpy(labels), "after_pretraining": after_pretraining})
         outputs = self.readout(model, restore_mixture(state), score_x, schedule, config, generator, data)
+        if after_pretraining is None:      # resumed inside EM from a checkpoint that predates this read-out
+            return outputs
         return {**outputs, "assignments_after_pretraining": after_pretraining.numpy().astype(np.int64)}
 
     def readout(self, model: ClusterDDPM, mixture: GaussianMixture, score_x: torch.Tensor, schedule: NoiseSchedule,

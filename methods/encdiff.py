@@ -92,10 +92,10 @@ Differences from the official code that remain:
   sign-invariant).
 - The interchange figure's layout (ours); samples and the figure by DDIM from the EMA UNet
   (as the authors' code).
-- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
-  compute in bf16 (the VQ codebook's search and the attention in fp32), in the default memory
-  layout: channels-last measured slower at quick size and no faster at paper size;
-  the loss, the anchoring and every read-out are fp32 (ours; methods/nets/precision.py).
+- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks'
+  training passes compute in bf16 (the VQ codebook's search and the attention in fp32), in the
+  default memory layout: channels-last measured slower at quick size and no faster at paper
+  size; the loss, the anchoring and every read-out are fp32 (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
 

@@ -92,9 +92,9 @@ Every remaining difference from the authors' code, and readings of what it leave
 - PyTorch's default initialisation (Torch7's differs, e.g. ConvTranspose bounds) (ours).
 - The fully connected architecture, the Gaussian likelihood's learned per-pixel variance, and
   the quick/smoke settings (architecture, sizes, learning rate, epochs) are ours, not the paper's.
-- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
-  compute in bf16, channels-last (conv); losses, KL terms, the mixture posteriors and every
-  read-out are fp32 (ours; methods/nets/precision.py).
+- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks'
+  training passes compute in bf16, channels-last (conv); losses, KL terms, the mixture
+  posteriors and every read-out are fp32 (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
 

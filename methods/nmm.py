@@ -88,9 +88,9 @@ Choices that are ours (the paper's values could not be read):
   the IIC convention the published entries assume). Training drops each epoch's last
   incomplete batch (the order is reshuffled every epoch, so every example is seen).
 - The quick and smoke settings (conv width, batch size, epochs, learning rate).
-- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
-  compute in bf16, channels-last (conv); losses, KL terms, the EM responsibilities and every
-  read-out are fp32 (ours; methods/nets/precision.py).
+- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks'
+  training passes compute in bf16, channels-last (conv); losses, KL terms, the EM
+  responsibilities and every read-out are fp32 (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
 

@@ -104,9 +104,9 @@ Differences from the authors' code (methods/diffusion_maps.py lists SpectralNet'
   (`affinity_k` 16, `scale_neighbour` 8 on the manifolds; 10 and 5 on digits) than the paper's
   2: with 2 the neighbour graph of a few thousand noisy points breaks into pieces, and the
   diffusion map of a broken circle is that of a segment.
-- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks
-  compute in bf16; losses, KL terms, the neighbour covariances and every read-out are fp32
-  (ours; methods/nets/precision.py).
+- Under precision bf16 (where native: CUDA, or a CPU with AMX or AVX512-BF16) the networks'
+  training passes compute in bf16; losses, KL terms, the neighbour covariances and every read-
+  out are fp32 (ours; methods/nets/precision.py).
 """
 from __future__ import annotations
 

@@ -30,11 +30,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils._pytree import tree_map_only
 
+from common.schema import ConfigError
+
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
-class PrecisionError(ValueError):
-    """A precision the device cannot honour."""
+class PrecisionError(ConfigError):
+    """A precision the device cannot honour (a config error: the CLI reports it without a traceback)."""
 
 
 def bf16_unsupported(device: str) -> str | None:
@@ -93,7 +95,7 @@ def _compute_in_bf16(module: nn.Module, device_type: str) -> None:
     on before a training pass of the module's forward, off after it, its outputs cast back to fp32."""
     open_contexts = []
 
-    def enter(module, _args):
+    def enter(_module, _args):
         trains = module.training and torch.is_grad_enabled()
         open_contexts.append(torch.autocast(device_type, dtype=torch.bfloat16) if trains else contextlib.nullcontext())
         open_contexts[-1].__enter__()
