@@ -10,6 +10,7 @@
     python -m bench report --suite quick                    reports/quick/leaderboard.{md,csv,tex,html} + figures
     python -m bench check --suite quick                     reports/quick/verdicts.csv; exit 1 on a regression
     python -m bench golden --suite quick                    golden numbers from runs under several CPU kernel paths
+    python -m bench curves --suite laptop                   learning curves of the claims that do not hold there
     python -m bench dvc                                     regenerate dvc.yaml from the suite config
 
 Every command takes --data-dir/--results-dir/--reports-dir/--device/--min-seeds to override
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("golden", write_golden, "run the suite under every kernel path of its `golden` block and write its "
             "golden numbers (bench/golden.py)", suite=True).add_argument(
         "--cores", default="all", help="Snakemake's --cores for the golden runs (default: all)")
+    sub = command("curves", draw_curves, "learning curves of a suite's claims that do not hold in its golden numbers "
+                  "(bench/curves.py)", suite=True)
+    sub.add_argument("--claim", nargs="+", metavar="ID", help="these claims instead")
+    sub.add_argument("--factors", nargs="+", type=float, metavar="X",
+                     help="multiples of the suite's training budget (default: 0.5 1 2 4)")
     command("dvc", write_dvc, "write dvc.yaml for a suite (default: config/config.yaml's)", suite=True).add_argument(
         "--output", default=str(cfg.REPO / "dvc.yaml"), help="default: dvc.yaml at the repository root")
 
@@ -136,7 +142,10 @@ def report(config, args):
     run_dirs = {(run.dataset, run.method, run.variant, run.seed_index): run.path(config["results_dir"])
                 for run in cfg.expand(suite, config["min_seeds"])}
     out_dir = Path(config["reports_dir"]) / suite
-    for path in render(_summary(config), out_dir, suite, cfg.load_suite(suite)["description"], run_dirs=run_dirs):
+    from evaluation.claims import learning_checks
+    spec = cfg.load_suite(suite)
+    for path in render(_summary(config), out_dir, suite, spec["description"], run_dirs=run_dirs,
+                       checks=learning_checks(suite, spec)):
         print(path)
 
 
@@ -165,6 +174,14 @@ def check(config, args):
 def write_golden(config, args):
     from bench.golden import make
     print(make(config, config["suite"], cores=args.cores))
+
+
+def draw_curves(config, args):
+    from bench.curves import FACTORS, draw
+    if args.factors and min(args.factors) <= 0:
+        raise cfg.ConfigError(f"--factors must be positive, got {args.factors}")
+    for path in draw(config, config["suite"], args.claim, tuple(args.factors or FACTORS)):
+        print(path)
 
 
 def write_dvc(config, args):

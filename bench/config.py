@@ -171,6 +171,7 @@ def check_suite(suite: dict, where: str, methods_spec: dict | None = None) -> di
     for metric in suite.get("metrics", []):
         if metric not in evaluation.METRICS:
             raise _unknown("metric", metric, evaluation.METRICS)
+    _check_learns(suite, where)
     if suite.get("metric_params"):
         from evaluation import disentanglement
         for group, params in suite["metric_params"].items():
@@ -179,6 +180,21 @@ def check_suite(suite: dict, where: str, methods_spec: dict | None = None) -> di
             except ValueError as error:
                 raise ConfigError(f"{where}: metric_params.{group}: {error}") from None
     return suite
+
+
+def _check_learns(suite: dict, where: str) -> None:
+    """Each learning check names run groups of the suite and a registered metric (that its evidence
+    is a committed file is tests/test_curves.py's lint: it is drawn after the suite is set up)."""
+    groups = {(dataset, f"{method}/{variant}") for group in suite["runs"] for dataset in group["datasets"]
+              for method, variants in group["methods"].items() for variant in variants}
+    for i, check in enumerate(suite.get("learns", [])):
+        at = f"{where}: learns.{i}"
+        if check["metric"] not in evaluation.METRICS:
+            raise ConfigError(f"{at}: " + str(_unknown("metric", check["metric"], evaluation.METRICS)))
+        for run in [check["run"]] + ([check["above"]] if isinstance(check["above"], str) else []):
+            if (check["dataset"], run) not in groups:
+                raise ConfigError(f"{at}: {run} on {check['dataset']} is not a run group of the suite; "
+                                  "add it to `runs` or name one that is")
 
 
 def expand(suite_name: str, min_seeds: int = 0) -> list[RunId]:

@@ -70,6 +70,7 @@ class Claim:
     lower_is_better: bool
     compare: dict[str, tuple[Comparison, ...]]   # suite -> one comparison per dataset
     note: str | None = None
+    evidence: str | None = None               # a learning check's curve at larger budgets (a repository file)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,24 @@ def _lint(claim: Claim, names: Names, where: str) -> None:
                 check(f"variant of {method}", variant, names.variants[method])
             if c.than_metric:
                 check("metric", c.than_metric, names.metrics)
+
+
+def learning_checks(suite_name: str, suite: dict) -> list[Claim]:
+    """A suite's `learns` block as claims of its own: each run group it names learns at the
+    suite's budget, its metric above a stated value or another group (e.g. a random-code
+    baseline), judged by the same rule. Their source is the suite, not a paper."""
+    checks = []
+    for raw in suite.get("learns", []):
+        method, variant = raw["run"].split("/")
+        above = raw["above"]
+        spec = {"dataset": raw["dataset"], "better": raw["run"], "than": above}
+        checks.append(Claim(
+            id=f"learns-{method}-{variant}-{raw['metric']}", paper="", metric=raw["metric"],
+            source=f"config/suites/{suite_name}.yaml, learns",
+            claim=f"{raw['run']} learns at this budget: {raw['metric']} above {above}",
+            lower_is_better=METRICS[raw["metric"]].lower_is_better,
+            compare={suite_name: tuple(_comparisons(spec))}, note=raw.get("note"), evidence=raw["evidence"]))
+    return checks
 
 
 # The rule ----------------------------------------------------------------------------------

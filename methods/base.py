@@ -202,9 +202,25 @@ class Training:
 class Method:
     name: ClassVar[str]
     tracks: ClassVar[tuple[str, ...]]
+    budget: ClassVar[str | None] = None     # the config key that sets how long it trains (None: no training)
 
     def fit(self, data: RunData, config: dict, run: RunContext) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def training_images(self, config: dict, n: int) -> int:
+        """The examples its training passes over with `config` on `n` of them (the x-axis of
+        bench/curves.py): by default `budget` epochs of whole batches."""
+        batch = config.get("batch_size") or n
+        return config[self.budget] * (n // batch) * batch
+
+    def with_budget(self, config: dict, factor: float) -> dict:
+        """`config` with `factor` times its training: `budget` scaled, the rest as it is. Raises
+        ValueError where the method cannot train that little. Training longer resumes from the
+        shorter run's last checkpoint and goes on exactly as a run of the longer budget would."""
+        value = round(config[self.budget] * factor)
+        if value < 1:
+            raise ValueError(f"{self.name}: {factor} x {self.budget} {config[self.budget]} leaves no training")
+        return {**config, self.budget: value}
 
 
 def flat_features(split: Split) -> np.ndarray:

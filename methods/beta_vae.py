@@ -159,6 +159,11 @@ def as_uint8(images: torch.Tensor) -> np.ndarray:
 class BetaVAEMethod(Method):
     name = "beta_vae"
     tracks = ("disentanglement", "generation")
+    budget = "steps"
+
+    def training_images(self, config: dict, n: int) -> int:
+        per_epoch = n // config["batch_size"]
+        return math.ceil(config["steps"] / per_epoch) * per_epoch * config["batch_size"]
 
     def fit(self, data: RunData, config: dict, run: RunContext) -> dict[str, np.ndarray]:
         check_config(config, data)

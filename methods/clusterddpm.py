@@ -253,6 +253,20 @@ def check_config(config: dict, data: RunData) -> None:
 class ClusterDDPMMethod(Method):
     name = "clusterddpm"
     tracks = ("clustering", "generation")
+    budget = "em_epochs"
+
+    def training_images(self, config: dict, n: int) -> int:
+        return (config["pretrain_epochs"] + config["em_epochs"]) * n      # every image every epoch
+
+    def with_budget(self, config: dict, factor: float) -> dict:
+        """Longer EM after the same pre-training (the paper's run is 10 + 570 epochs): EM epochs
+        such that all epochs are `factor` times as many."""
+        pre = config["pretrain_epochs"]
+        em = round(factor * (pre + config["em_epochs"])) - pre
+        if em < 1:
+            raise ValueError(f"clusterddpm: {factor} x {pre + config['em_epochs']} epochs leaves no EM epoch "
+                             f"after {pre} of pre-training")
+        return {**config, "em_epochs": em}
 
     def fit(self, data: RunData, config: dict, run: RunContext) -> dict[str, np.ndarray]:
         check_config(config, data)

@@ -78,7 +78,11 @@ Differences from the official code that remain:
   force; the two differ by lambda |c_q - c|, with the logged lambda ~0 in our runs).
 - No fit before the first epoch (ours: Lightning's sanity check makes the official code fit
   on 1,024 untrained tokens, so its first epoch is anchored too), and none after the last
-  (it would anchor nothing: the official one only writes a file).
+  (it would anchor nothing: the official one only writes a file); a run trained on from a
+  finished one's checkpoint (a longer budget: bench/curves.py) makes that refit first, and
+  goes on as a run of the longer budget would.
+- `epochs: 0` reads out the networks as initialised: the random-code baseline of the quick
+  suite's learning check (ours).
 - Split bookkeeping as the official loop, except that a round splitting nothing ends it, the
   random draw is made for every component, and a covariance regulariser is added in the M-step
   (ours; gaussian_anchoring.py lists them).
@@ -222,7 +226,7 @@ def check_reconstruction(model: VQAutoencoder, held_out: torch.Tensor, config: d
 # The method -------------------------------------------------------------------------------
 
 POSITIVE = ("units", "token_dim", "encoder_width", "model_channels", "res_blocks", "heads", "steps", "batch_size",
-            "epochs", "ddim_steps", "sample_batch", "interchange_pairs", "checkpoint_every", "fold")
+            "ddim_steps", "sample_batch", "interchange_pairs", "checkpoint_every", "fold")
 
 
 def check_config(config: dict, data: RunData) -> None:
@@ -234,8 +238,10 @@ def check_config(config: dict, data: RunData) -> None:
         raise ValueError(f"encdiff: unknown space '{config['space']}'; valid: {', '.join(SPACES)}")
     if not 0 <= config["skip_dropout"] < 1 or not 0 <= config["dropout"] < 1:
         raise ValueError("encdiff: skip_dropout and dropout must lie in [0, 1)")
-    if config["n_samples"] < 0 or config["steps_per_epoch"] < 0 or config["lr"] <= 0 or not 0 <= config["ema_decay"] < 1:
-        raise ValueError("encdiff: n_samples and steps_per_epoch must be at least 0, lr positive, ema_decay in [0, 1)")
+    if (config["n_samples"] < 0 or config["steps_per_epoch"] < 0 or config["epochs"] < 0 or config["lr"] <= 0
+            or not 0 <= config["ema_decay"] < 1):
+        raise ValueError("encdiff: n_samples, steps_per_epoch and epochs (0: the untrained networks, a random-code "
+                         "baseline) must be at least 0, lr positive, ema_decay in [0, 1)")
     NoiseSchedule.named(config["schedule"], config["steps"], config["beta_start"],
                         config["beta_end"]).check_ends_in_noise("encdiff")
     if data.dataset.kind != "images":
@@ -287,6 +293,11 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 class EncDiffMethod(Method):
     name = "encdiff"
     tracks = ("disentanglement", "generation")
+    budget = "epochs"
+
+    def training_images(self, config: dict, n: int) -> int:
+        batch = config["batch_size"]
+        return config["epochs"] * min(n // batch, config["steps_per_epoch"] or n) * batch
 
     def fit(self, data: RunData, config: dict, run: RunContext) -> dict[str, np.ndarray]:
         check_config(config, data)
@@ -307,6 +318,10 @@ class EncDiffMethod(Method):
         else:
             torch.manual_seed(run.seed)                                           # dropout and Skip Dropout
 
+        if config["dyga"] and training.extra and not training.extra.get("refitted", True) and training.epoch < config["epochs"]:
+            # a longer run resumed from a shorter one's last epoch, after which it did not refit:
+            # the refit a run of this length would have made then, with the same draws
+            anchors = GaussianAnchors.fit(self.tokens(model, images), generator, settings)
         batch, n = config["batch_size"], len(images)
         steps = min(n // batch, config["steps_per_epoch"] or n)
         for epoch in run.progress(range(training.epoch + 1, config["epochs"] + 1),
@@ -327,10 +342,11 @@ class EncDiffMethod(Method):
             run.log(epoch=epoch, loss=round(loss_mean, 6), anchoring_lambda=f"{lam_mean:.6g}",
                     zero_token_entries=round(zeros_mean, 6),
                     components=("" if anchors is None else " ".join(map(str, anchors.n_components.tolist()))))
-            if config["dyga"] and epoch < config["epochs"]:       # refit for the next epoch (after the last: unused)
+            refit = config["dyga"] and epoch < config["epochs"]   # refit for the next epoch (after the last: unused)
+            if refit:
                 anchors = GaussianAnchors.fit(self.tokens(model, images), generator, settings)
             if epoch % config["checkpoint_every"] == 0 or epoch == config["epochs"]:
-                extra = {"ema": ema.state_dict(), "torch_rng": torch.get_rng_state()}
+                extra = {"ema": ema.state_dict(), "torch_rng": torch.get_rng_state(), "refitted": refit}
                 if anchors is not None:
                     extra["anchors"] = anchors.state_dict()
                 training.save(run, epoch, extra)

@@ -314,6 +314,7 @@ def check_config(config: dict, data: RunData) -> None:
 class GMVAEMethod(Method):
     name = "gmvae"
     tracks = ("clustering", "generation")
+    budget = "epochs"
 
     def fit(self, data: RunData, config: dict, run: RunContext) -> dict[str, np.ndarray]:
         check_config(config, data)

@@ -294,6 +294,7 @@ def check_config(config: dict, data: RunData) -> None:
 class NMMMethod(Method):
     name = "nmm"
     tracks = ("clustering",)
+    budget = "epochs"
 
     def fit(self, data: RunData, config: dict, run: RunContext) -> dict[str, np.ndarray]:
         check_config(config, data)

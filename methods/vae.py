@@ -168,6 +168,7 @@ class VAE(nn.Module):
 class VAEMethod(Method):
     name = "vae"
     tracks = ("clustering", "generation", "topology")
+    budget = "epochs"
 
     def fit(self, data: RunData, config: dict, run: RunContext) -> dict[str, np.ndarray]:
         check_positive("vae", config, ("d", "hidden", "epochs", "checkpoint_every"))

@@ -268,6 +268,7 @@ def rescaling(fit_x: torch.Tensor, enabled: bool) -> tuple[float, float]:
 class VDAEMethod(Method):
     name = "vdae"
     tracks = ("clustering", "generation", "topology")
+    budget = "epochs"       # the VAE stage's (SpectralNet's stage keeps its length)
 
     def fit(self, data: RunData, config: dict, run: RunContext) -> dict[str, np.ndarray]:
         check_config(config, data)

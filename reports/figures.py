@@ -7,7 +7,8 @@ across every figure of the suite (`run_colours`: a hue per method, a shade per v
   the same spec as black diamonds (on their method's bar) or dashed lines (baselines we do
   not run). Scores in [0, 1] are drawn on that scale; distances (FID, GW, ...) on their own.
 - training_curves: per dataset and method, a panel per numeric column of its runs'
-  train_log.csv (its health signals first, see HEALTH), every variant and seed overlaid."""
+  train_log.csv (its health signals first, see HEALTH), every variant and seed overlaid.
+- learning_curve: a claim's two sides against training images (bench/curves.py)."""
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from common.files import atomic_path  # noqa: E402
 from reports.tables import Section, better  # noqa: E402
@@ -161,3 +162,34 @@ def training_curves(logs: dict[tuple[str, int], pd.DataFrame], dataset: str, met
     _save(fig, path)
     return True
 
+
+
+def learning_curve(table: pd.DataFrame, claim, dataset: str, suite: str, verdict: str, path: Path) -> None:
+    """A claim's comparison against training images (bench/curves.py's table): a line per side
+    that trains, a dashed line per side that does not (or a stated value), a dotted line at
+    the suite's own budget."""
+    sns.set_theme(style="whitegrid", font_scale=0.8)
+    fig, axis = plt.subplots(figsize=(6.4, 3.8))
+    palette = dict(zip(table["side"].unique(), sns.color_palette("colorblind", table["side"].nunique())))
+    for side, rows in table.groupby("side", sort=False):
+        trained = rows.dropna(subset=["factor"])
+        if len(trained):
+            axis.plot(trained["training_images"], trained["value"], marker="o", color=palette[side], label=side)
+            for images, value, factor in trained[["training_images", "value", "factor"]].itertuples(index=False):
+                axis.annotate(f"{factor:g}×", (images, value), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                              color=palette[side])
+        else:
+            axis.axhline(rows["value"].iloc[0], color=palette[side], linestyle="--", label=f"{side} (no training)")
+    own = table[table["factor"] == 1.0]
+    for images in sorted(set(own["training_images"])):
+        axis.axvline(images, color="grey", linestyle=":", linewidth=0.9)
+        axis.text(images, 1.0, f" {suite} budget", transform=axis.get_xaxis_transform(), fontsize=7, color="grey",
+                  ha="left", va="top")
+    axis.set_xscale("log", base=2)
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
+    axis.set_xlabel(f"training images (one seed; n× the {suite} suite's budget)")
+    axis.set_ylabel(f"{claim.metric} {better(claim.metric)}")
+    axis.legend(fontsize=7)
+    axis.set_title(f"{claim.id} on {dataset}\n{suite} verdict: {verdict}", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)

@@ -17,19 +17,21 @@ from evaluation import claims, published
 from reports import render as formats
 from reports.page import page
 from reports.figures import dataset_figure, run_colours, training_curves
-from reports.tables import MethodRuns, claim_verdicts, csv_table, failed_runs, not_transcribed_for, sections
+from reports.tables import (MethodRuns, caveats, claim_verdicts, csv_table, failed_runs, not_transcribed_for,
+                            sections)
 
 RunKey = tuple[str, str, str, int]               # dataset, method, variant, seed index
 
 
 def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = "",
            published_dir: Path = published.PUBLISHED_DIR, run_dirs: dict[RunKey, Path] | None = None,
-           claims_dir: Path = claims.CLAIMS_DIR) -> list[Path]:
+           claims_dir: Path = claims.CLAIMS_DIR, checks: list[claims.Claim] = ()) -> list[Path]:
     """The leaderboard files and figures; `run_dirs` are the suite's run directories, whose
-    training logs and images the HTML page shows beside the numbers."""
+    training logs and images the HTML page shows beside the numbers; `checks` the suite's
+    learning checks (claims.learning_checks)."""
     entries, not_transcribed = published.load(published_dir)
-    judged = claim_verdicts(summary, claims.load(claims_dir, published_dir), suite)
-    parts = sections(summary, entries)
+    judged = claim_verdicts(summary, claims.load(claims_dir, published_dir), suite, checks)
+    parts = sections(summary, entries, caveats(judged.learning))
     pending = not_transcribed_for(summary, not_transcribed)
     failed = failed_runs(summary)
     colours = run_colours(summary["method"] + " / " + summary["variant"])

@@ -1,7 +1,8 @@
 """The leaderboard as one standalone HTML page (every image embedded), made to be read at
 1280–1600 px without scrolling the page sideways:
 
-- the papers' claims first, with their verdicts on this suite's seeds;
+- the papers' claims first, with their verdicts on this suite's seeds, then the suite's
+  learning checks with the learning curves that are their evidence;
 - a summary: per dataset and track, the best of our runs, how each run compares with
   its published number (verdict badges), and the failed runs; then the table of contents;
 - per dataset: its figure, a table per track (↑/↓ beside each metric, each value on one
@@ -14,11 +15,13 @@ import base64
 import html
 from pathlib import Path
 
-from reports.render import (CLAIM_HEADER, CLAIMS_INTRO, INTRO, VERDICT_HEADER, claim_cells, not_run_line,
-                            not_transcribed_line, number, verdict_cells)
-from reports.tables import Claims, MethodRuns, Row, Section, better
+from evaluation.claims import HOLDS
+from reports.render import (CLAIM_HEADER, CLAIMS_INTRO, INTRO, LEARNING_INTRO, VERDICT_HEADER, claim_cells,
+                            not_run_line, not_transcribed_line, number, verdict_cells)
+from reports.tables import UNDER_TRAINED, Claims, MethodRuns, Row, Section, better
 
 e = html.escape
+REPO = Path(__file__).resolve().parent.parent       # where a learning check's evidence lies
 
 STYLE = """
 :root { --line: #d8dee4; --muted: #57606a; }
@@ -55,7 +58,7 @@ def page(sections: list[Section], suite: str, description: str, figures: dict[st
          not_transcribed=(), failed=(), claims: Claims | None = None) -> str:
     """The whole page; `figures` maps each dataset to its figure."""
     datasets = sorted(set(figures) | {s.dataset for s in sections})
-    shown = claims is not None and bool(claims.verdicts or claims.not_run)
+    shown = claims is not None and bool(claims.verdicts or claims.not_run or claims.learning)
     body = [f"<h1>Leaderboard: {e(suite)} suite</h1>", f"<p>{e(description.strip())}</p>",
             _claims(claims, suite) if shown else "", _summary(datasets, sections, failed),
             _contents(datasets, sections, failed, not_transcribed, shown)]
@@ -102,14 +105,24 @@ CLAIM_TEXT_COLUMNS = {CLAIM_HEADER.index("claim"), CLAIM_HEADER.index("note")}  
 def _claims(claims: Claims, suite: str) -> str:
     out = ['<h2 id="claims">Claims</h2>', f'<p class="muted">{e(CLAIMS_INTRO)}</p>']
     if claims.verdicts:
-        head = "".join(f"<th>{e(h)}</th>" for h in CLAIM_HEADER)
-        verdict = CLAIM_HEADER.index("verdict")
-        body = "".join("<tr>" + "".join(_verdict_cell(i, c, verdict, CLAIM_TEXT_COLUMNS)
-                                        for i, c in enumerate(claim_cells(v))) + "</tr>" for v in claims.verdicts)
-        out.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+        out.append(_claim_table(claims.verdicts))
     if claims.not_run:
         out.append(f'<p class="muted">{e(not_run_line(claims, suite))}</p>')
+    if claims.learning:
+        out += ['<h3 id="learning">Learning at this budget</h3>', f'<p class="muted">{e(LEARNING_INTRO)}</p>',
+                _claim_table(claims.learning)]
+        evidence = dict.fromkeys(v.claim.evidence for v in claims.learning if v.verdict != HOLDS)
+        out += [_figure(REPO / path, f"{path}: the comparison at larger budgets (laptop suite, one seed)")
+                for path in evidence if (REPO / path).is_file()]
     return "\n".join(out)
+
+
+def _claim_table(verdicts) -> str:
+    head = "".join(f"<th>{e(h)}</th>" for h in CLAIM_HEADER)
+    verdict = CLAIM_HEADER.index("verdict")
+    body = "".join("<tr>" + "".join(_verdict_cell(i, c, verdict, CLAIM_TEXT_COLUMNS)
+                                    for i, c in enumerate(claim_cells(v))) + "</tr>" for v in verdicts)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 # The summary ---------------------------------------------------------------------------------
@@ -182,9 +195,11 @@ def _track(s: Section) -> str:
              + (f" (n/a: {e(s.unavailable[m])})" if m in s.unavailable else "") + "</li>" for m in s.metrics]
     notes += list(dict.fromkeys(f"<li><em>{e(r.method)} / {e(r.variant)}</em>: {e(r.source)}</li>"
                                 for r in s.published))
+    marked = "".join(f'<p class="muted"><span class="badge verdict-UNDECIDED">{e(UNDER_TRAINED)}</span> '
+                     f"{e(r.method)} / {e(r.variant)}: {e(r.caveat)}</p>" for r in s.rows if r.caveat)
     out = [f'<h3 id="{_anchor(s.dataset, s.track)}">{e(s.dataset)} — {e(s.track)}</h3>',
            f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>',
-           f'<details><summary>Protocols (specs) and sources</summary><ul class="spec">{"".join(notes)}</ul></details>']
+           marked, f'<details><summary>Protocols (specs) and sources</summary><ul class="spec">{"".join(notes)}</ul></details>']
     if s.verdicts:
         head = "".join(f"<th>{e(h)}</th>" for h in VERDICT_HEADER)
         body = "".join("<tr>" + "".join(_verdict_cell(i, c) for i, c in enumerate(verdict_cells(v))) + "</tr>"
@@ -202,7 +217,8 @@ def _row(r: Row, metrics: list[str], published: bool = False) -> str:
     if published:
         return (f'<tr class="published"><td title="{e(r.source)}">{e(r.method)}</td><td>{e(r.variant)}</td>'
                 f"<td>published, {e(r.seeds)}</td>{''.join(cells)}</tr>")
-    return f"<tr><td>{e(r.method)}</td><td>{e(r.variant)}</td><td>{e(r.seeds)}</td>{''.join(cells)}</tr>"
+    variant = e(r.variant) + (f' <span class="badge" title="{e(r.caveat)}">{e(UNDER_TRAINED)}</span>' if r.caveat else "")
+    return f"<tr><td>{e(r.method)}</td><td>{variant}</td><td>{e(r.seeds)}</td>{''.join(cells)}</tr>"
 
 
 VERDICT_COLUMN = VERDICT_HEADER.index("verdict")

@@ -7,7 +7,7 @@ reproduction verdicts follow each table, and the specs are its footnotes."""
 from __future__ import annotations
 
 from evaluation.claims import LEVEL, RULE
-from reports.tables import Cell, Claims, Section, better
+from reports.tables import UNDER_TRAINED, Cell, Claims, Row, Section, better
 
 INTRO = ("Ours: mean ± standard deviation over seeds; ↑: higher is better, ↓: lower is better (distances "
          "such as FID); **bold**: the best of our means in a column where two or more runs compete. "
@@ -33,6 +33,13 @@ def verdict_cells(v) -> list[str]:
 VERDICT_HEADER = ["run", "metric", "published", "ours", "seeds", "Δ / se", "verdict", "note", "source"]
 CLAIM_HEADER = ["claim", "dataset", "metric", "better", "than", "difference", f"{LEVEL:.0%} interval", "verdict", "note"]
 CLAIMS_INTRO = f"Each paper's claims (evaluation/claims/), judged on this suite's seeds: {RULE}"
+LEARNING_INTRO = ("Does every method learn at this budget? The suite's own checks (its `learns` block), judged by "
+                  f"the same rule; a run group whose check does not hold is marked \"{UNDER_TRAINED}\" in its "
+                  "table, and its evidence is the learning curve of a larger budget (bench/curves.py).")
+
+
+def variant_label(r: Row) -> str:
+    return f"{r.variant} ({UNDER_TRAINED})" if r.caveat else r.variant
 
 
 def claim_cells(v) -> list[str]:
@@ -62,11 +69,15 @@ def markdown(sections: list[Section], suite: str, description: str = "", not_tra
         lines += ["## Claims", "", CLAIMS_INTRO, ""]
         lines += _md_table(CLAIM_HEADER, [claim_cells(v) for v in claims.verdicts]) + [""] if claims.verdicts else []
         lines += [not_run_line(claims, suite), ""] if claims.not_run else []
+    if claims and claims.learning:
+        lines += ["## Learning at this budget", "", LEARNING_INTRO, ""]
+        lines += _md_table(CLAIM_HEADER, [claim_cells(v) for v in claims.learning]) + [""]
     lines += [INTRO, ""]
     for s in sections:
         lines += [f"## {s.dataset} — {s.track}", ""]
         lines += _md_table(["method", "variant", "seeds"] + [f"{m} {better(m)}" for m in s.metrics],
-                           [[r.method, r.variant, r.seeds] + [_md_cell(r.cells.get(m)) for m in s.metrics] for r in s.rows]
+                           [[r.method, variant_label(r), r.seeds] + [_md_cell(r.cells.get(m)) for m in s.metrics]
+                            for r in s.rows]
                            + [[f"*{r.method}*", f"*{r.variant}*", f"*published, {r.seeds}*"]
                               + [f"*{number(r.cells[m])}*" if m in r.cells else "" for m in s.metrics]
                               for r in s.published],
@@ -74,6 +85,7 @@ def markdown(sections: list[Section], suite: str, description: str = "", not_tra
         lines += [""] + [f"- `{m}`: `{s.specs[m]}`" + (f" (n/a: {s.unavailable[m]})" if m in s.unavailable else "")
                          for m in s.metrics]
         lines += list(dict.fromkeys(f"- *{r.method} / {r.variant}*: {r.source}" for r in s.published))
+        lines += [f"- {r.method} / {r.variant}: {r.caveat}" for r in s.rows if r.caveat]
         if s.verdicts:
             lines += ["", "Reproduction:", ""] + _md_table(VERDICT_HEADER, [verdict_cells(v) for v in s.verdicts])
         lines += [""]
@@ -123,7 +135,8 @@ def latex(sections: list[Section], suite: str, failed=()) -> str:
             cells = [_tex(number(r.cells.get(m))) for m in s.metrics]
             cells = [rf"\textbf{{{c}}}" if r.cells.get(m) is not None and r.cells[m].best else c
                      for c, m in zip(cells, s.metrics)]
-            out.append(" & ".join([_tex(r.method), _tex(r.variant), r.seeds] + cells) + r" \\")
+            out.append(" & ".join([_tex(r.method), _tex(r.variant) + (r"$^\dagger$" if r.caveat else ""), r.seeds]
+                                  + cells) + r" \\")
         if s.published:
             out.append(r"\midrule")
             for r in s.published:
@@ -135,5 +148,6 @@ def latex(sections: list[Section], suite: str, failed=()) -> str:
                 + (f" (n/a: {_tex(s.unavailable[m])})" if m in s.unavailable else "") + r"\\" for m in s.metrics]
         out += list(dict.fromkeys(rf"\emph{{{_tex(r.method)} / {_tex(r.variant)}}}: {_tex(r.source)}\\"
                                   for r in s.published))
+        out += [rf"$^\dagger${_tex(r.method)} / {_tex(r.variant)}: {_tex(r.caveat)}\\" for r in s.rows if r.caveat]
         out += [r"\end{table}", ""]
     return "\n".join(out)

@@ -32,6 +32,7 @@ class Row:
     seeds: str                                   # "3", or "best run" / "mean" for a published row
     cells: dict[str, Cell]
     source: str = ""                             # where a published row comes from
+    caveat: str = ""                             # why its numbers are not the method's (under-trained here)
 
 
 @dataclass
@@ -59,15 +60,36 @@ class MethodRuns:
 @dataclass
 class Claims:
     """The papers' claims judged on this suite's runs: a row per comparison that has runs on
-    both sides, and the ids of the rest (no comparison for the suite, or a side not run)."""
+    both sides, and the ids of the rest (no comparison for the suite, or a side not run); and
+    the suite's own learning checks (its `learns` block), judged alike."""
     verdicts: list[claims.ClaimVerdict]
     not_run: list[str]
+    learning: list[claims.ClaimVerdict] = field(default_factory=list)
 
 
-def claim_verdicts(summary: pd.DataFrame, registered: list[claims.Claim], suite: str) -> Claims:
-    judged = claims.verdicts(registered, suite, claims.summary_lookup(summary))
+UNDER_TRAINED = "under-trained at this budget"
+
+
+def claim_verdicts(summary: pd.DataFrame, registered: list[claims.Claim], suite: str,
+                   checks: list[claims.Claim] = ()) -> Claims:
+    lookup = claims.summary_lookup(summary)
+    judged = claims.verdicts(registered, suite, lookup)
     not_run = claims.not_run_here(registered, suite) + [v.claim.id for v in judged if v.verdict == claims.NOT_RUN]
-    return Claims([v for v in judged if v.verdict != claims.NOT_RUN], sorted(set(not_run)))
+    return Claims([v for v in judged if v.verdict != claims.NOT_RUN], sorted(set(not_run)),
+                  claims.verdicts(list(checks), suite, lookup))
+
+
+def caveats(learning: list[claims.ClaimVerdict]) -> dict[tuple[str, str, str], str]:
+    """Per run group whose learning check ran and does not hold: "under-trained at this budget",
+    with the check's numbers and the curve that shows it at larger budgets."""
+    marked = {}
+    for v in learning:
+        if v.verdict in (claims.HOLDS, claims.NOT_RUN):
+            continue
+        method, variant = next(c.better for c in v.claim.compare[v.suite] if c.dataset == v.dataset)
+        marked[(v.dataset, method, variant)] = (f"{UNDER_TRAINED}: {v.claim.metric} not shown above {v.than.label} "
+                                                f"({v.verdict}: {v.numbers()}); at larger budgets: {v.claim.evidence}")
+    return marked
 
 
 def summarise(summary: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +113,9 @@ def failed_runs(summary: pd.DataFrame) -> list[str]:
             + (f" ({r.unavailable})" if isinstance(r.unavailable, str) else "") for r in failed.itertuples(index=False)]
 
 
-def sections(summary: pd.DataFrame, published: list[Published]) -> list[Section]:
+def sections(summary: pd.DataFrame, published: list[Published],
+             marked: dict[tuple[str, str, str], str] | None = None) -> list[Section]:
+    """`marked`: the caveat of each run group that has one (`caveats`)."""
     table = summarise(summary)
     table["track"] = table["metric"].map(lambda m: METRICS[m].track)
     verdicts = published_verdicts(published, summary)
@@ -105,7 +129,8 @@ def sections(summary: pd.DataFrame, published: list[Published]) -> list[Section]
         for (method, variant), group in rows.groupby(["method", "variant"], sort=False):
             cells = {m.metric: Cell(m.mean, None if pd.isna(m.std) else m.std, m.mean == best.get(m.metric))
                      for m in group.itertuples(index=False)}
-            section.rows.append(Row(method, variant, str(group["seeds"].max()), cells))
+            section.rows.append(Row(method, variant, str(group["seeds"].max()), cells,
+                                    caveat=(marked or {}).get((dataset, method, variant), "")))
         for entry in published:
             if entry.dataset == dataset and spec_matches(entry.spec, specs.get(entry.metric, "")):
                 label = entry.quoted_from.split(" (")[0] if entry.quoted_from else entry.method
