@@ -217,7 +217,7 @@ def record(config: dict, suite: str, claim: claims.Claim, comparison: claims.Com
 
 def print_table(name: str, table: pd.DataFrame) -> None:
     """The curve as text: a row per factor, a column per side."""
-    wide = table.pivot_table(index="factor", columns="side", values="value", aggfunc="first", dropna=False)
+    wide = table.dropna(subset=["factor"]).pivot_table(index="factor", columns="side", values="value", aggfunc="first")
     flat = table[table["factor"].isna()].set_index("side")["value"]
     print(f"\n{name}")
     print(f"{'factor':>7} {'images':>9}  " + "  ".join(f"{side:>28}" for side in wide.columns.union(flat.index)))

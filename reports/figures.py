@@ -190,6 +190,7 @@ def learning_curve(table: pd.DataFrame, claim, dataset: str, suite: str, verdict
     axis.set_xlabel(f"training images (one seed; n× the {suite} suite's budget)")
     axis.set_ylabel(f"{claim.metric} {better(claim.metric)}")
     axis.legend(fontsize=7)
-    axis.set_title(f"{claim.id} on {dataset}\n{suite} verdict: {verdict}", fontsize=9)
+    drawn = ", ".join(f"{f:g}×" for f in sorted(table["factor"].dropna().unique()))
+    axis.set_title(f"{claim.id} on {dataset}\n{suite} verdict: {verdict}; points at {drawn} its budget", fontsize=9)
     fig.tight_layout()
     _save(fig, path)

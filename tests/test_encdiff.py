@@ -135,6 +135,7 @@ def test_a_first_stage_that_reconstructs_too_badly_stops_the_run_before_the_diff
     ("space", "latent", "unknown space 'latent'; valid: vq, pixels"),
     ("skip_dropout", 1.0, "skip_dropout and dropout must lie in"),
     ("fold", 0, "fold must be at least 1"),
+    ("epochs", -1, r"epochs \(0: the untrained networks, a random-code baseline\) must be at least 0"),
     ("channel_mult", [1, 2, 2, 2, 2, 2], "not divisible by the UNet's 32"),
     ("batch_size", 1000, "larger than the 600 training images"),
     ("vq_max_l1_ratio", 0, "vq_max_l1_ratio must be positive"),
