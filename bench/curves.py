@@ -30,7 +30,9 @@ import datasets
 import evaluation
 import methods
 from bench import provenance
-from bench.config import REPO, ConfigError, RunId, config_hash, load_methods, load_suite, method_config, precision_setting
+from bench.config import (REPO, ConfigError, RunId, config_hash, load_methods, load_suite, method_config,
+                          precision_setting)
+from bench.runner import run_context, scoring_context
 from bench.golden import golden_path
 from common.files import write_json, write_text
 from evaluation import claims
@@ -57,9 +59,7 @@ def side_points(config: dict, suite: str, dataset: str, method_name: str, varian
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "points.csv"
     points = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=POINT_COLUMNS)
-    seed = RunId(suite, dataset, method_name, variant, 0).seed
-    precision = "fp32" if method_name in methods.CPU_ONLY else None
-    suite_config = load_suite(suite)
+    run, suite_file = RunId(suite, dataset, method_name, variant, 0), load_suite(suite)
     for factor in sorted(factors) if method.budget else [None]:
         wanted = [m for m in metrics if not ((points["metric"] == m) & _at(points, factor)).any()]
         if not wanted:
@@ -72,19 +72,13 @@ def side_points(config: dict, suite: str, dataset: str, method_name: str, varian
         except ValueError as reason:
             print(f"curve {method_name}/{variant}: no point at {factor} x: {reason}", file=sys.stderr, flush=True)
             continue
-        context = methods.RunContext(dir=directory, seed=seed, device_setting=config["device"],
-                                     precision_setting=precision_setting(config, suite))
-        context.resolved_precision = precision
         # one hash for the whole curve: each factor resumes the checkpoint the factor before left
-        context.config_hash = f"curve-{config_hash(base)}-{context.precision}"
+        context = run_context(config, run, directory, f"curve-{config_hash(base)}")
         print(f"curve {suite}/{dataset}/{method_name}/{variant}: {factor or 'the'} x budget", file=sys.stderr, flush=True)
-        provenance.seed_everything(seed)
+        provenance.seed_everything(run.seed)
         start = time.monotonic()
         outputs = method.fit(methods.RunData(data, fit, score), trained, context)
-        scoring = evaluation.Context(outputs, score, data, Path(config["data_dir"]), n_jobs=config["metric_jobs"],
-                                     inception_weights=config["inception_weights"],
-                                     params=suite_config.get("metric_params", {}))
-        values = evaluation.evaluate(scoring, method.tracks, wanted)
+        values = evaluation.evaluate(scoring_context(config, suite_file, outputs, score, data), method.tracks, wanted)
         images = method.training_images(trained, len(fit)) if method.budget else 0
         rows = [{"factor": factor, "training_images": images, "metric": name, "spec": value.spec,
                  "value": value.value, "unavailable": value.unavailable, "seconds": round(time.monotonic() - start, 1)}

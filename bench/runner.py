@@ -49,13 +49,8 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
     run_dir = run.path(config["results_dir"])
     previous = read_json(run_dir / "run.json")
     # resolved before anything is written: bf16 where the device has none natively stops here
-    context = methods.RunContext(dir=run_dir, seed=run.seed, device_setting=config["device"],
-                                 config_hash=config_hash(method_cfg), precision_setting=precision_setting(config, run.suite))
-    if run.method in methods.CPU_ONLY:
-        context.resolved_precision = "fp32"     # no network to compute in anything else
+    context = run_context(config, run, run_dir, config_hash(method_cfg))
     precision = context.precision
-    if precision != "fp32":                 # a checkpoint made in another precision is not resumed
-        context.config_hash += f"-{precision}"
     if (not force and previous and previous["status"] == "completed" and (run_dir / "outputs.npz").exists()
             and previous["config_hash"] == config_hash(method_cfg) and previous["data"]["digest"] == manifest["digest"]
             and previous.get("precision", "fp32") == precision):
@@ -105,6 +100,25 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
                       notes=context.notes)
         write_json(run_dir / "run.json", record)
     return run_dir
+
+
+def run_context(config: dict, run: RunId, run_dir: Path, checkpoint_hash: str) -> methods.RunContext:
+    """What the method gets of its run, its precision resolved; its checkpoints carry
+    `checkpoint_hash`, and the precision where it is not fp32: a checkpoint made under another
+    config or in another precision is not resumed."""
+    context = methods.RunContext(dir=run_dir, seed=run.seed, device_setting=config["device"],
+                                 config_hash=checkpoint_hash, precision_setting=precision_setting(config, run.suite))
+    if run.method in methods.CPU_ONLY:
+        context.resolved_precision = "fp32"     # no network to compute in anything else
+    if context.precision != "fp32":
+        context.config_hash += f"-{context.precision}"
+    return context
+
+
+def scoring_context(config: dict, suite: dict, outputs: dict, split, dataset) -> evaluation.Context:
+    """What the metrics read of a run's outputs on `split`, with the protocols of `suite` (its file)."""
+    return evaluation.Context(outputs, split, dataset, Path(config["data_dir"]), n_jobs=config["metric_jobs"],
+                              inception_weights=config["inception_weights"], params=suite.get("metric_params", {}))
 
 
 def check_outputs(outputs: dict, n: int, method: str) -> None:
@@ -169,9 +183,8 @@ def evaluate(config: dict, run: RunId) -> Path:
                            f"(digest {manifest['digest'][:12]} vs {record['data']['digest'][:12]}); retrain it")
     split = dataset.load(config["data_dir"], record["config"]["score_split"])
     suite = load_suite(run.suite)
-    context = evaluation.Context(outputs, split, dataset, Path(config["data_dir"]), n_jobs=config["metric_jobs"],
-                                 inception_weights=config["inception_weights"], params=suite.get("metric_params", {}))
-    values = evaluation.evaluate(context, record["tracks"], suite.get("metrics"))
+    values = evaluation.evaluate(scoring_context(config, suite, outputs, split, dataset), record["tracks"],
+                                 suite.get("metrics"))
     save_figures(outputs, run_dir)
     result = {
         "run": identity, "status": record["status"], "git_commit": record["git"]["commit"], "data_digest": manifest["digest"],

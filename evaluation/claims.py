@@ -216,9 +216,14 @@ class ClaimVerdict:
         return f"{sides}: difference {self.difference:+.3f}" + (
             f", {self.test} {LEVEL:.0%} interval {self.interval()}" if self.low is not None else "")
 
+    @property
+    def run(self) -> tuple[str, str]:
+        """The method and variant of the side claimed better."""
+        return next(c.better for c in self.claim.compare[self.suite] if c.dataset == self.dataset)
+
     def as_verdict(self) -> Verdict:
         """As a row of verdicts.csv, in the columns of every other verdict."""
-        method, variant = next(c.better for c in self.claim.compare[self.suite] if c.dataset == self.dataset)
+        method, variant = self.run
         return Verdict(kind="claim", dataset=self.dataset, method=method, variant=variant, metric=self.claim.metric,
                        spec=_stat(self.better, "spec") or "", verdict=self.verdict, ours=_stat(self.better, "mean"),
                        ours_std=_stat(self.better, "std"), seeds=_stat(self.better, "n") or 0,

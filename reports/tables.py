@@ -86,8 +86,7 @@ def caveats(learning: list[claims.ClaimVerdict]) -> dict[tuple[str, str, str], s
     for v in learning:
         if v.verdict in (claims.HOLDS, claims.NOT_RUN):
             continue
-        method, variant = next(c.better for c in v.claim.compare[v.suite] if c.dataset == v.dataset)
-        marked[(v.dataset, method, variant)] = (f"{UNDER_TRAINED}: {v.claim.metric} not shown above {v.than.label} "
+        marked[(v.dataset, *v.run)] = (f"{UNDER_TRAINED}: {v.claim.metric} not shown above {v.than.label} "
                                                 f"({v.verdict}: {v.numbers()}); at larger budgets: {v.claim.evidence}")
     return marked
 
