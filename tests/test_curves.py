@@ -92,18 +92,11 @@ def test_the_cli_names_an_unknown_claim(config):
     assert main(["curves", "--suite", "laptop", "--claim", "no-such-claim"]) == 2
 
 
-# Its run stopped on an unprepared dataset of the claim's other comparisons before it drew; see the
-# issue's note. Remove it once drawn (`python -m bench curves --suite laptop --claim vdae-keeps-topology-gw`).
-NOT_DRAWN_YET = {"vdae-keeps-topology-gw-swiss_roll"}
-
-
 def test_the_laptop_curves_are_drawn_for_every_claim_that_does_not_hold_there():
     """The committed curves cover the laptop suite's golden verdicts that are not HOLDS, each
     from its own budget to a larger one, on both sides."""
     for claim, comparison, _ in curves.not_holding("laptop", claims.load()):
         name = curves.curve_name(claim, comparison, "laptop")
-        if name in NOT_DRAWN_YET:
-            continue
         table = pd.read_csv(curves.CURVES_DIR / "laptop" / f"{name}.csv")
         assert (curves.CURVES_DIR / "laptop" / f"{name}.png").is_file()
         trained = table.dropna(subset=["factor"])
