@@ -181,10 +181,10 @@ def learning_curve(table: pd.DataFrame, claim, dataset: str, suite: str, verdict
         else:
             axis.axhline(rows["value"].iloc[0], color=palette[side], linestyle="--", label=f"{side} (no training)")
     own = table[table["factor"] == 1.0]
-    for images in sorted(set(own["training_images"])):
-        axis.axvline(images, color="grey", linestyle=":", linewidth=0.9)
-        axis.text(images, 1.0, f" {suite} budget", transform=axis.get_xaxis_transform(), fontsize=7, color="grey",
-                  ha="left", va="top")
+    for number, images in enumerate(sorted(set(own["training_images"]))):
+        # labelled in the legend, not beside the line: a label there covers the other side's 1× marker
+        axis.axvline(images, color="grey", linestyle=":", linewidth=0.9,
+                     label=f"{suite} budget (1×)" if number == 0 else None)
     axis.set_xscale("log", base=2)
     axis.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
     axis.set_xlabel(f"training images (one seed; n× the {suite} suite's budget)")
