@@ -70,10 +70,13 @@ def test_a_checkpoint_past_a_missing_point_is_refused(config, prepared_data):
         curves.side_points(config, "smoke", "blobs", "vae", "smoke", ["gw"], (1.0,))
 
 
-def test_a_claims_curve_has_both_sides_a_figure_and_its_provenance(config, workdir, prepared_data):
+def test_a_claims_curve_has_both_sides_a_figure_and_its_provenance(config, workdir, prepared_data, monkeypatch):
     import json
     config["data_dir"] = str(prepared_data)
-    written = curves.draw(config, "quick", ["nmm-beats-kmeans"], (0.04, 0.07), out_dir=workdir / "curves")
+    out_dir = workdir / "curves"        # as evaluation/curves/ is: tracked, so a file written there dirties the checkout
+    monkeypatch.setattr(curves.provenance, "git_state",
+                        lambda: {"commit": "abc", "dirty": out_dir.exists() and any(out_dir.iterdir())})
+    written = curves.draw(config, "quick", ["nmm-beats-kmeans"], (0.04, 0.07), out_dir=out_dir)
     assert sorted(p.name for p in written) == ["nmm-beats-kmeans.csv", "nmm-beats-kmeans.json", "nmm-beats-kmeans.png"]
     table = pd.read_csv(workdir / "curves" / "nmm-beats-kmeans.csv")
     nmm, kmeans = table[table["side"] == "nmm/quick"], table[table["side"] == "kmeans/raw"]
@@ -83,7 +86,8 @@ def test_a_claims_curve_has_both_sides_a_figure_and_its_provenance(config, workd
     record = json.loads((workdir / "curves" / "nmm-beats-kmeans.json").read_text())
     golden = {c.id: v for c, _, v in curves.golden_verdicts("quick", claims.load())}
     assert record["golden_verdict"] == golden["nmm-beats-kmeans"]
-    assert record["sides"]["nmm/quick"]["config"]["epochs"] == 30 and record["git"]["commit"]
+    assert record["sides"]["nmm/quick"]["config"]["epochs"] == 30
+    assert record["git"] == {"commit": "abc", "dirty": False}, "the checkout's state before the curve's own files"
     assert [p["factor"] for p in record["sides"]["nmm/quick"]["points"]] == [0.04, 0.07]
 
 
