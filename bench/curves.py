@@ -169,7 +169,7 @@ def draw(config: dict, suite: str, names: list[str] | None = None, factors=FACTO
          out_dir: Path | None = None) -> list[Path]:
     """Every chosen comparison's curve: its table and figure in `out_dir` (evaluation/curves/<suite>/)."""
     from reports.figures import learning_curve
-    git = provenance.git_state()             # the checkout the runs come from, before this writes its curves
+    origin = provenance.origin()             # the checkout the runs come from, before this writes its curves
     todo = chosen(suite, names)
     needed: dict[Side, list[str]] = {}
     for claim, comparison, _ in todo:        # each run once, on every metric any of its comparisons needs
@@ -185,17 +185,17 @@ def draw(config: dict, suite: str, names: list[str] | None = None, factors=FACTO
         name = curve_name(claim, comparison, suite)
         write_text(out_dir / f"{name}.csv", table.to_csv(index=False, float_format="%.6g"))
         learning_curve(table, claim, comparison.dataset, suite, verdict, out_dir / f"{name}.png")
-        write_json(out_dir / f"{name}.json", record(config, suite, claim, comparison, verdict, points, git))
+        write_json(out_dir / f"{name}.json", record(config, suite, claim, comparison, verdict, points, origin))
         print_table(name, table)
         written += [out_dir / f"{name}.csv", out_dir / f"{name}.png", out_dir / f"{name}.json"]
     return written
 
 
 def record(config: dict, suite: str, claim: claims.Claim, comparison: claims.Comparison, verdict: str,
-           points: dict[Side, pd.DataFrame], git: dict) -> dict:
+           points: dict[Side, pd.DataFrame], origin: dict) -> dict:
     """Where a curve comes from: the claim, each side's full config, seed and points (with the
-    seconds each took to train on from the point before and be scored), the machine, packages
-    and the checkout's state (`git`) when the curve's runs started."""
+    seconds each took to train on from the point before and be scored), and the checkout's
+    state, packages and machine when the curve's runs started (`origin`)."""
     sides = {}
     for side, metrics in sides_of(claim, comparison).items():
         dataset, method, variant = side
@@ -206,8 +206,7 @@ def record(config: dict, suite: str, claim: claims.Claim, comparison: claims.Com
             "precision_setting": precision_setting(config, suite), "config": method_config(method, variant),
             "points": rows[rows["metric"].isin(metrics)].to_dict("records")}
     return {"suite": suite, "claim": claim.id, "source": claim.source, "metric": claim.metric,
-            "golden_verdict": verdict, "sides": sides, "git": git,
-            "machine": provenance.machine(), "packages": provenance.package_versions()}
+            "golden_verdict": verdict, "sides": sides, **origin}
 
 
 def print_table(name: str, table: pd.DataFrame) -> None:

@@ -32,6 +32,11 @@ def git_state() -> dict:
         return {"commit": None, "dirty": None}
 
 
+def origin() -> dict:
+    """Where a result comes from: the checkout's state, the package versions and the machine."""
+    return {"git": git_state(), "packages": package_versions(), "machine": machine()}
+
+
 def package_versions() -> dict:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:

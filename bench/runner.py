@@ -70,7 +70,7 @@ def train(config: dict, run: RunId, force: bool = False) -> Path:
         "config": method_cfg, "config_hash": config_hash(method_cfg),
         "data": {"digest": manifest["digest"], "fit_split": fit_split, "score_split": score_split},
         "device_setting": config["device"], "precision_setting": context.precision_setting, "precision": precision,
-        "git": provenance.git_state(), "packages": provenance.package_versions(), "machine": provenance.machine(),
+        **provenance.origin(),
         "compute": provenance.compute(with_torch=run.method not in methods.CPU_ONLY),
         "command": sys.argv, "started": _now(), "status": "running", "resumed": resuming,
     }
