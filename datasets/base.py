@@ -222,6 +222,15 @@ class Staging:
         self.sources.append({"file": remote.path, "url": fetched.url, "sha256": fetched.sha256})
         return fetched.path
 
+    def add_source(self, file: str, path: Path) -> Path:
+        """A source file read in place (a distribution's packaged copy), recorded like a fetched one."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        self.sources.append({"file": file, "url": path.resolve().as_uri(), "sha256": digest.hexdigest()})
+        return path
+
     def save(self, split: str, array_name: str, array: np.ndarray) -> None:
         with self.writer(split, array_name, array.shape, array.dtype) as out:
             out.write(array)

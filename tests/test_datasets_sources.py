@@ -28,6 +28,7 @@ import pytest
 import scipy.io
 
 import datasets
+import datasets.mnist
 from datasets.archives import UnsafeArchiveError, extract_tar
 from datasets.download import ChecksumError, Downloader, SourceError
 
@@ -129,9 +130,24 @@ def serve_mnist(server, folder, rng, n_train=12, n_test=5):
 
 # Paper datasets --------------------------------------------------------------------------
 
+@pytest.fixture
+def fake_fashion_contents(monkeypatch, tmp_path):
+    """Fashion-MNIST's decompressed-content digests for files made here, and no Debian copy
+    (or one in tmp_path/debian, where a test puts it)."""
+    contents = {}
+    monkeypatch.setattr(datasets.mnist.FashionMnist, "contents", contents)
+    monkeypatch.setattr(datasets.mnist.FashionMnist, "system_copy", tmp_path / "debian")
+    return contents
+
+
+def pin_contents(contents: dict, files: dict[str, bytes]) -> None:
+    contents.update({name: hashlib.sha256(gzip.decompress(data)).hexdigest() for name, data in files.items()})
+
+
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
-def test_mnist_formats(name, tmp_path, server):
+def test_mnist_formats(name, tmp_path, server, fake_fashion_contents):
     truth, checksums = serve_mnist(server, name, np.random.default_rng(0))
+    pin_contents(fake_fashion_contents, {path.split("/")[1]: server.files[path] for path in checksums})
     dataset = prepare(name, tmp_path, server, checksums)
     for split, (x, y) in truth.items():
         loaded = dataset.load(tmp_path / "data", split)
@@ -141,6 +157,80 @@ def test_mnist_formats(name, tmp_path, server):
     manifest = dataset.manifest(tmp_path / "data")
     assert manifest["splits"] == {"train": 12, "test": 5}
     assert {s["file"] for s in manifest["sources"]} == set(checksums)
+
+
+def debian_copy(tmp_path, rng) -> tuple[dict[str, bytes], dict]:
+    """The four Fashion-MNIST files as Debian lays them out, in tmp_path/debian."""
+    folder = tmp_path / "debian"
+    folder.mkdir()
+    files, truth = {}, {}
+    for split, prefix, n in (("train", "train", 7), ("test", "t10k", 3)):
+        x, y = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n)
+        files[f"{prefix}-images-idx3-ubyte.gz"], files[f"{prefix}-labels-idx1-ubyte.gz"] = idx_gz(x), idx_gz(y)
+        truth[split] = (x, y)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files, truth
+
+
+def test_fashion_mnist_reads_debians_copy_in_place_and_downloads_nothing(tmp_path, server, fake_fashion_contents):
+    files, truth = debian_copy(tmp_path, np.random.default_rng(20))
+    pin_contents(fake_fashion_contents, files)
+    dataset = prepare("fashion_mnist", tmp_path, server)
+    assert server.requests == [] and not (tmp_path / "data" / "downloads" / "fashion_mnist").exists()
+    for split, (x, y) in truth.items():
+        loaded = dataset.load(tmp_path / "data", split)
+        np.testing.assert_array_equal(loaded.x[:, 0], x)
+        np.testing.assert_array_equal(loaded.labels, y)
+    sources = dataset.manifest(tmp_path / "data")["sources"]
+    assert {s["url"] for s in sources} == {(tmp_path / "debian" / name).as_uri() for name in files}
+    assert {s["sha256"] for s in sources} == {hashlib.sha256(data).hexdigest() for data in files.values()}
+
+
+def test_fashion_mnist_checks_the_decompressed_contents_not_the_gz_bytes(tmp_path, server, fake_fashion_contents):
+    """Debian's .gz files are recompressed: other .gz bytes of the same contents pass."""
+    files, _ = debian_copy(tmp_path, np.random.default_rng(21))
+    pin_contents(fake_fashion_contents, files)
+    for name, data in files.items():
+        (tmp_path / "debian" / name).write_bytes(gzip.compress(gzip.decompress(data), compresslevel=9, mtime=1))
+    prepare("fashion_mnist", tmp_path, server)
+    assert (tmp_path / "data" / "fashion_mnist" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("where", ["debian", "download"])
+def test_fashion_mnist_refuses_a_wrong_digest_and_leaves_nothing(where, tmp_path, server, fake_fashion_contents):
+    files, _ = debian_copy(tmp_path, np.random.default_rng(22))
+    pin_contents(fake_fashion_contents, files)
+    wrong = idx_gz(np.zeros((3,), np.uint8))                   # a well-formed IDX file, not the expected one
+    checksums = {}
+    if where == "debian":
+        (tmp_path / "debian" / "t10k-labels-idx1-ubyte.gz").write_bytes(wrong)
+    else:
+        for name, data in files.items():
+            checksums[f"fashion_mnist/{name}"] = server.serve(f"fashion_mnist/{name}", wrong if "t10k-labels" in name
+                                                              else data)
+        for path in (tmp_path / "debian").iterdir():
+            path.unlink()
+    with pytest.raises(ChecksumError, match=r"t10k-labels-idx1-ubyte\.gz \(.*\) decompresses to 11 bytes of sha256 "
+                                            rf"{hashlib.sha256(gzip.decompress(wrong)).hexdigest()}, expected "
+                                            rf"{fake_fashion_contents['t10k-labels-idx1-ubyte.gz']}"):
+        prepare("fashion_mnist", tmp_path, server, checksums)
+    assert not (tmp_path / "data" / "fashion_mnist").exists()
+    assert leftovers(tmp_path) == ([] if where == "debian" else [f"downloads/fashion_mnist/{name}" for name in sorted(files)])
+
+
+def test_fashion_mnist_without_debians_copy_or_network_names_the_package_and_the_download(tmp_path,
+                                                                                           fake_fashion_contents):
+    dataset = datasets.get("fashion_mnist")
+    offline = Downloader(tmp_path / "data" / "downloads", mirror=closed_port_url(), lock_file=tmp_path / "lock",
+                         timeout=2)
+    with pytest.raises(SourceError) as error:
+        dataset.prepare(tmp_path / "data", downloader=offline)
+    message = str(error.value)
+    assert "apt-get install dataset-fashion-mnist" in message and str(tmp_path / "debian") in message
+    assert "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz" in message
+    assert str(tmp_path / "data" / "downloads" / "fashion_mnist" / "train-images-idx3-ubyte.gz") in message
+    assert not (tmp_path / "data" / "fashion_mnist").exists()
 
 
 def cifar_archive(folder, batches: dict[str, dict]) -> bytes:
