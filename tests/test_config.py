@@ -24,7 +24,7 @@ def test_every_committed_suite_is_valid():
 
 
 def test_unknown_suite_lists_suites():
-    with pytest.raises(cfg.ConfigError, match=r"unknown suite 'nope'; valid: laptop, paper, quick, smoke"):
+    with pytest.raises(cfg.ConfigError, match=r"unknown suite 'nope'; valid: fashion, laptop, paper, quick, smoke"):
         cfg.load_suite("nope")
 
 
@@ -36,7 +36,7 @@ def test_unknown_method_lists_methods(methods_spec):
 
 def test_unknown_variant_lists_variants(methods_spec):
     bad = suite(runs=[{"datasets": ["digits"], "methods": {"kmeans": ["pca"]}}])
-    with pytest.raises(cfg.ConfigError, match=r"unknown variant of kmeans 'pca'; valid: pca50, raw"):
+    with pytest.raises(cfg.ConfigError, match=r"unknown variant of kmeans 'pca'; valid: paper, pca50, raw"):
         cfg.check_suite(bad, "test", methods_spec)
 
 
@@ -135,7 +135,7 @@ def test_cli_reports_config_errors_in_one_line():
                              "--method", "kmeans", "--variant", "nope", "--seed", "0"],
                             capture_output=True, text=True, cwd=cfg.REPO)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown variant of kmeans 'nope'; valid: pca50, raw"
+    assert result.stderr.strip() == "error: unknown variant of kmeans 'nope'; valid: paper, pca50, raw"
 
 
 def test_metric_params_are_checked_against_each_protocol(methods_spec):
