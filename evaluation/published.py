@@ -44,6 +44,7 @@ class Published:
     unconfirmed: str | None = None
     note: str | None = None
     dataset_uncertain: str | None = None   # why the dataset variant is uncertain: never a verdict
+    resolution: float | None = None        # a unit of the printed value's last digit, as a fraction (table cells)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,15 @@ def _parse_printed(printed: str, where: str) -> dict:
     return {"value": float(match["value"]), "std": None if match["std"] is None else float(match["std"])}
 
 
+def _resolution(printed: str | None, scale: float) -> float | None:
+    """One unit of the printed value's last digit ("0.474" -> 0.001), as a fraction."""
+    match = PRINTED.match(printed or "")
+    if not match:
+        return None
+    decimals = len(match["value"].partition(".")[2])
+    return 10.0 ** -decimals / scale
+
+
 def read_from(paper: dict) -> str:
     """Where a registry file's numbers were read: its `read_from`, else the arXiv id and version."""
     version = "" if paper["version"] == "unknown" else paper["version"]
@@ -172,4 +182,4 @@ def _entry(paper_id: str, paper: dict, raw: dict, where: str, known_datasets) ->
         std=None if raw.get("std") is None else raw["std"] / scale, runs=raw.get("runs"),
         aggregate=raw["aggregate"], printed=raw.get("printed") or f"{raw['value']:g}{spread}{unit}",
         quoted_from=raw.get("quoted_from"), unconfirmed=raw.get("unconfirmed"), note=raw.get("note"),
-        dataset_uncertain=raw.get("dataset_uncertain"))
+        dataset_uncertain=raw.get("dataset_uncertain"), resolution=_resolution(raw.get("printed"), scale))

@@ -5,6 +5,9 @@ best seed for a published best run. The difference is measured in standard error
     se = sqrt(s_ours² / n_ours + s_pub² / n_pub)      (mean; n_pub = 1 when not stated)
     se = s_ours                                        (best run: the spread of one run)
 and the verdict is REPRODUCED within 1 se, WITHIN-NOISE within 2 se, else BELOW or ABOVE.
+A number printed to a few digits is known only to its last one: where the printed digits are
+known (a table cell), the rounding's variance, unit²/12 of a uniform error, joins se². It keeps
+a published "0.474 ± 0.000" and seeds of ours that agree from making se zero.
 Different specs are never compared, nor a number whose dataset variant is uncertain (e.g.
 MPI3D toy or real): NOT-COMPARABLE, with the reason.
 
@@ -77,11 +80,12 @@ def judge_published(entry: Published, values: pd.DataFrame) -> Verdict:
         return Verdict(**base, verdict=NOT_COMPARABLE,
                        reason=f"different protocol: ours {', '.join(ours_specs)}, published {entry.spec}")
     n, std = len(scored), scored["value"].std(ddof=1) if len(scored) > 1 else math.nan
+    rounding = (entry.resolution or 0) ** 2 / 12
     if entry.aggregate == "best-run":
-        ours, se = scored["value"].max(), std
+        ours, se = scored["value"].max(), math.sqrt(std ** 2 + rounding)
     else:
         ours = scored["value"].mean()
-        se = math.sqrt((0 if math.isnan(std) else std ** 2 / n) + (entry.std or 0) ** 2 / (entry.runs or 1))
+        se = math.sqrt((0 if math.isnan(std) else std ** 2 / n) + (entry.std or 0) ** 2 / (entry.runs or 1) + rounding)
         if math.isnan(std) and not entry.std:
             se = math.nan
     measured = dict(ours=float(ours), ours_std=None if math.isnan(std) else float(std), seeds=n,

@@ -30,6 +30,7 @@ def test_fashion_mnist_baselines_as_transcribed():
     entries, _ = published.load()
     kmeans = cell(entries, "aspc_da", "kmeans", "paper", "fashion_mnist", "acc_hungarian")
     assert (kmeans.value, kmeans.std, kmeans.runs, kmeans.printed) == (0.474, 0.0, 5, "0.474 ± 0.000")
+    assert kmeans.resolution == pytest.approx(0.001)          # the printed digits, for the verdict's rounding term
     assert kmeans.spec == "acc[hungarian,split=train+test]" and "restarts is unstated" in kmeans.unconfirmed
     for variant in ("paper-diag", "paper-full"):
         gmm = cell(entries, "aspc_da", "gmm", variant, "fashion_mnist", "nmi_arithmetic")

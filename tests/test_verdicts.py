@@ -11,10 +11,10 @@ from evaluation.verdicts import band_tolerance, golden_tolerance, golden_verdict
 SPEC = "acc[aae-most-confident,split=test]"
 
 
-def entry(value=0.80, std=None, runs=None, aggregate="mean", spec=SPEC, unconfirmed=None):
+def entry(value=0.80, std=None, runs=None, aggregate="mean", spec=SPEC, unconfirmed=None, resolution=None):
     return Published(paper="p", source="arXiv 0000.00000v1, Table 1", method="m", variant="v", dataset="mnist",
                      split="test", metric="acc_aae", spec=spec, value=value, std=std, runs=runs,
-                     aggregate=aggregate, printed="", unconfirmed=unconfirmed)
+                     aggregate=aggregate, printed="", unconfirmed=unconfirmed, resolution=resolution)
 
 
 def ours(*values, spec=SPEC):
@@ -32,6 +32,19 @@ def test_mean_entries(values, published_std, expected):
     assert verdict.verdict == expected
     se = math.sqrt(pd.Series(values).std() ** 2 / 3 + published_std ** 2)
     assert verdict.standard_errors == pytest.approx((sum(values) / 3 - 0.80) / se)
+
+
+@pytest.mark.parametrize("values, expected", [
+    ((0.4742, 0.4742, 0.4742), "REPRODUCED"),       # +0.0002 over the rounding's 0.001/sqrt(12) = 0.00029: z = 0.7
+    ((0.4745, 0.4745, 0.4745), "WITHIN-NOISE"),     # z = 1.7
+    ((0.4758, 0.4758, 0.4758), "ABOVE"),            # z = 6.2: their five runs agreed to 0.0005, ours elsewhere
+])
+def test_a_printed_zero_std_leaves_the_rounding_as_the_standard_error(values, expected):
+    """"0.474 ± 0.000" against seeds of ours that agree: without the rounding se would be 0 and no verdict given."""
+    verdict = judge_published(entry(value=0.474, std=0.0, runs=5, resolution=0.001), ours(*values))
+    assert verdict.verdict == expected
+    assert verdict.standard_errors == pytest.approx((values[0] - 0.474) / math.sqrt(0.001 ** 2 / 12), rel=1e-6)
+    assert judge_published(entry(value=0.474, std=0.0, runs=5), ours(*values)).verdict == "NOT-COMPARABLE"
 
 
 def test_published_runs_shrink_the_published_standard_error():
