@@ -10,10 +10,10 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -25,9 +25,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On any exception the temporary file is removed and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = new_file_beside(path)
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -42,7 +40,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; on success it replaces `path` whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _new_beside(path, ".tmp", os.mkdir)   # 0777 less the umask, unlike mkdtemp's 0700
     try:
         yield tmp
         if path.exists():
@@ -50,6 +48,31 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def new_file_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """A new empty file with a hidden, unused name beside `path`, to be renamed onto it.
+
+    Not tempfile.mkstemp, whose files are 0600 whatever the umask (the rename keeps that, and
+    colleagues sharing the directory could not read the results). This file is created as
+    open() creates any, 0666 less the umask (or as a default ACL says), so the umask is never
+    read or set: setting it to read it would be process-wide and race with other threads."""
+    return _new_beside(path, suffix, _create_file)
+
+
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _new_beside(path: Path, suffix: str, create: Callable[[Path], None]) -> Path:
+    """Make a new name beside `path` with `create`, which raises FileExistsError where the
+    name is taken (another writer's), as exclusive creation does."""
+    for _ in range(100):
+        new = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+        with contextlib.suppress(FileExistsError):
+            create(new)
+            return new
+    raise FileExistsError(f"no unused temporary name beside {path}")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

