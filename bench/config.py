@@ -26,6 +26,24 @@ def validate(instance, definition: str, where: str) -> None:
     schema.validate(instance, CONFIG_DIR / "schema.yaml", definition, where)
 
 
+# Snakemake asks for the suite once per train job (precision_setting), and parsing and validating
+# it takes 0.2 s: each file is loaded once per process and content. The key is the files' bytes,
+# not their stamps: a rewrite at the same size within one timestamp tick, or `cp -p`, keeps those.
+_loaded: dict[tuple, dict] = {}
+
+
+def _load_checked(load, *paths: Path) -> dict:
+    """`load()`, once for each content of `paths` (the file it reads and those it is checked
+    against); a deep copy each time, so that a caller who edits its dict edits no one else's."""
+    try:
+        key = tuple((str(path), path.read_bytes()) for path in paths)
+    except FileNotFoundError:
+        return load()                      # load_yaml's ConfigError names the missing file
+    if key not in _loaded:
+        _loaded[key] = load()
+    return copy.deepcopy(_loaded[key])
+
+
 def _unknown(kind: str, name: str, valid) -> ConfigError:
     return ConfigError(f"unknown {kind} '{name}'; valid: {', '.join(sorted(valid))}")
 
@@ -54,7 +72,8 @@ def precision_setting(config: dict, suite: str) -> str:
 # Methods and variants ----------------------------------------------------------------------
 
 def load_methods() -> dict:
-    return check_methods(load_yaml(CONFIG_DIR / "methods.yaml"))
+    path = CONFIG_DIR / "methods.yaml"
+    return _load_checked(lambda: check_methods(load_yaml(path)), path)
 
 
 def check_methods(spec: dict) -> dict:
@@ -149,7 +168,9 @@ def load_suite(name: str) -> dict:
     if name not in suite_names():
         raise _unknown("suite", name, suite_names())
     path = CONFIG_DIR / "suites" / f"{name}.yaml"
-    return check_suite(load_yaml(path), str(path.relative_to(REPO)))
+    # A suite is checked against methods.yaml too: an edit there checks it again.
+    return _load_checked(lambda: check_suite(load_yaml(path), str(path.relative_to(REPO))),
+                         path, CONFIG_DIR / "methods.yaml")
 
 
 def check_dataset(name: str) -> None:

@@ -1,9 +1,12 @@
 """Configuration errors name the bad key or value and list the valid choices, before anything runs."""
 import copy
+import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from bench import config as cfg
 
@@ -109,6 +112,43 @@ def test_expansion_is_the_cross_product_without_duplicates(methods_spec):
     expected = sum(len(g["datasets"]) * sum(len(v) for v in g["methods"].values()) * g.get("seeds", quick["seeds"])
                    for g in quick["runs"])
     assert len(runs) == len(set(runs)) == expected
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    """A config dir of one's own, with the committed methods.yaml and schema."""
+    (tmp_path / "config" / "suites").mkdir(parents=True)
+    for name in ("methods.yaml", "schema.yaml"):
+        shutil.copy(cfg.CONFIG_DIR / name, tmp_path / "config" / name)
+    monkeypatch.setattr(cfg, "REPO", tmp_path)
+    monkeypatch.setattr(cfg, "CONFIG_DIR", tmp_path / "config")
+    return tmp_path / "config"
+
+
+def test_an_edited_suite_or_methods_file_is_read_again(config_dir):
+    path = config_dir / "suites" / "demo.yaml"
+    path.write_text(yaml.safe_dump(suite(seeds=1)))
+    assert cfg.load_suite("demo")["seeds"] == 1
+    stamp = path.stat()
+    path.write_text(yaml.safe_dump(suite(seeds=2)))
+    # The same size and stamp, as on a filesystem of coarse timestamps or after `cp -p`.
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert cfg.load_suite("demo")["seeds"] == 2
+    methods_file = config_dir / "methods.yaml"
+    spec = yaml.safe_load(methods_file.read_text())
+    del spec["methods"]["kmeans"]["variants"]["raw"]
+    methods_file.write_text(yaml.safe_dump(spec))
+    assert "raw" not in cfg.load_methods()["methods"]["kmeans"]["variants"]
+    with pytest.raises(cfg.ConfigError, match=r"unknown variant of kmeans 'raw'"):
+        cfg.load_suite("demo")                             # checked again against the new methods.yaml
+
+
+def test_a_caller_editing_a_loaded_config_changes_no_later_load(config_dir):
+    (config_dir / "suites" / "demo.yaml").write_text(yaml.safe_dump(suite()))
+    cfg.load_suite("demo")["runs"][0]["methods"]["kmeans"].append("pca50")
+    cfg.load_methods()["methods"].clear()
+    assert cfg.load_suite("demo")["runs"][0]["methods"]["kmeans"] == ["raw"]
+    assert "kmeans" in cfg.load_methods()["methods"]
 
 
 def test_a_group_may_run_fewer_seeds(monkeypatch):
