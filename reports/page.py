@@ -166,10 +166,16 @@ def _verdict_badges(section: Section) -> str:
     items = []
     for v in section.verdicts:
         ours = "" if v.ours is None else f"ours {v.ours:.3f} vs "
-        items.append(f'<li><span class="badge verdict-{e(v.verdict)}">{e(v.verdict)}</span> '
+        z = "" if v.standard_errors is None else f", {v.standard_errors:+.1f} se"
+        items.append(f'<li title="{e(v.source)}"><span class="badge verdict-{e(v.verdict)}">{e(v.verdict)}</span> '
                      f"{e(v.method)} / {e(v.variant)}, {e(v.metric)}: "
-                     f'<span class="muted">{e(ours)}published {v.reference:.3f}</span></li>')
+                     f'<span class="muted">{e(ours)}published {v.reference:.3f}{e(z)} ({e(_paper(v.source))})</span></li>')
     return f'<ul class="verdicts">{"".join(items)}</ul>'
+
+
+def _paper(source: str) -> str:
+    """A published number's source up to its first comma: "ASPC-DA", "arXiv 1611.02648v1"."""
+    return source.split(",", 1)[0]
 
 
 # A dataset -----------------------------------------------------------------------------------
