@@ -1,4 +1,4 @@
-"""Clustering metrics, each with the protocol that makes it comparable (../shared/specs/metrics.md).
+"""Clustering metrics, each with the protocol that makes it comparable (docs/metrics.md).
 
     ACC[hungarian]          best one-to-one cluster→class map (DEC/VaDE convention); with
                             more clusters than classes the unmatched clusters count as errors

@@ -1,4 +1,4 @@
-"""Disentanglement metrics of a method's codes against ground-truth factors (../shared/specs/metrics.md).
+"""Disentanglement metrics of a method's codes against ground-truth factors (docs/metrics.md).
 
 Each metric follows disentanglement_lib (Locatello et al., ICML 2019) with the defaults of its
 `unsupervised_study_v1` metric configs, which are the keyword defaults below:

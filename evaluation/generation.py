@@ -1,4 +1,4 @@
-"""Generation metrics (../shared/specs/metrics.md): FID and KID through torch-fidelity, and the
+"""Generation metrics (docs/metrics.md): FID and KID through torch-fidelity, and the
 clearly named FD[<dataset>-classifier] for offline suites; plus sample grids for figures.
 
     FID, KID    torch-fidelity's `calculate_metrics` with the `inception-v3-compat` extractor

@@ -1,4 +1,4 @@
-"""Topology metrics of the diffusion-map VAE's evaluation (../shared/specs/metrics.md).
+"""Topology metrics of the diffusion-map VAE's evaluation (docs/metrics.md).
 
     gw            Gromov–Wasserstein discrepancy between the training points and as many
                   generated points: Euclidean distance matrices each divided by its maximum,

@@ -1,6 +1,6 @@
 """Verdicts: how our runs compare with a published number, and with the suite's golden numbers.
 
-Published (DESIGN.md): our statistic is the mean over seeds for a published mean, and the
+Published (docs/design.md): our statistic is the mean over seeds for a published mean, and the
 best seed for a published best run. The difference is measured in standard errors,
     se = sqrt(s_ours² / n_ours + s_pub² / n_pub)      (mean; n_pub = 1 when not stated)
     se = s_ours                                        (best run: the spread of one run)

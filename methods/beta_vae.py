@@ -3,7 +3,7 @@
     python -m bench run --suite quick --dataset sprites --method beta_vae --variant quick --seed 0
     python -m bench run --suite paper --dataset shapes3d --method beta_vae --variant paper --seed 0
 
-Spec: ../shared/specs/dyga.md ("Baselines for the same track: β-VAE (and β-TCVAE if time
+Spec: docs/methods/dyga.md ("Baselines for the same track: β-VAE (and β-TCVAE if time
 allows) with the usual conv encoder/decoder for 64×64"). Settings follow disentanglement_lib
 (Locatello et al., ICML 2019), `config/unsupervised_study_v1/model_configs/shared.gin` and
 `sweep.py`: 10 latents, batch 64, Adam (lr 1e-4, beta1 0.9, beta2 0.999, eps 1e-8), 300,000

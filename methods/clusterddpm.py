@@ -3,9 +3,9 @@
     python -m bench run --suite quick --dataset digits --method clusterddpm --variant quick --seed 0
     python -m bench run --suite paper --dataset mnist --method clusterddpm --variant paper --seed 0
 
-Spec: ../shared/specs/clusterddpm.md (facts from the abstract and the authors' MNIST code,
+Spec: docs/methods/clusterddpm.md (facts from the abstract and the authors' MNIST code,
 Jarvisyan/ClusterDDPM-pytorch main.py). Written from the spec and checked against that code
-(../shared/specs/official-code-review.md, section 1); not the authors' code.
+(docs/methods/clusterddpm.md, "Checked against the authors' code"); not the authors' code.
 
 Model: an encoder q(z|x) = N(mu(x), diag sigma^2(x)), z of dimension `z_dim`; a conditional
 denoiser eps(x_t, z, t/T) (methods/nets/context_unet.py); a prior over z that is a K-component

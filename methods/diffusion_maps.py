@@ -1,6 +1,6 @@
 """Diffusion maps, exact and learned (SpectralNet), for the diffusion-map VAE (methods/vdae.py).
 
-Spec: ../shared/specs/vdae.md, stage 1 and its corrections from the authors' code
+Spec: docs/methods/vdae.md, stage 1 and its corrections from the authors' code
 (lihenryhfl/SpectralVAEGAN, `vdae/costs.py` knn_affinity, `vdae/util.py` get_scale, `vdae/layer.py`
 Orthonorm), and the SpectralNet paper (Shaham et al., arXiv 1801.01587). Written by us.
 

@@ -3,7 +3,7 @@
     python -m bench run --suite quick --dataset sprites --method encdiff --variant quick+sd+dyga --seed 0
     python -m bench run --suite paper --dataset shapes3d --method encdiff --variant encdiff+sd+dyga --seed 0
 
-Spec: ../shared/specs/dyga.md (with its corrections from the official code). The authors' code
+Spec: docs/methods/dyga.md (with its corrections from the official code). The authors' code
 (youngjun-jun/dis-dis, `ldm/models/diffusion/ddpm_dyga.py`, `ldm/modules/gaussian/DyGA.py`,
 `configs/`) was read for facts only; where the paper and the code disagree, the paper variants
 follow the code.

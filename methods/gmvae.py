@@ -3,9 +3,9 @@
     python -m bench run --suite paper --dataset mnist --method gmvae --variant paper-v1-k10-m1 --seed 0
     python -m bench run --suite quick --dataset digits --method gmvae --variant quick --seed 0
 
-Spec: ../shared/specs/gmvae.md. Written from the paper's equations and checked against the
+Spec: docs/methods/gmvae.md. Written from the paper's equations and checked against the
 authors' Torch code (Nat-D/GMVAE: `master` for v1, `version2` for the final version;
-../shared/specs/official-code-review.md, section 3); not their code, and not jariasf/GMVAE
+docs/methods/gmvae.md, "Checked against the authors' code"); not their code, and not jariasf/GMVAE
 (a different, Gumbel-softmax model).
 
 Generative model (y observation, x continuous latent, w noise latent, z one-hot cluster):

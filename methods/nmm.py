@@ -3,7 +3,7 @@
     python -m bench run --suite paper --dataset cifar10 --method nmm --variant paper --seed 0
     python -m bench run --suite quick --dataset digits --method nmm --variant quick --seed 0
 
-Spec: ../shared/specs/nmm.md. No official code exists and only the paper's abstract and
+Spec: docs/methods/nmm.md. No official code exists and only the paper's abstract and
 summaries could be read, so this is a reconstruction: every choice below marked (ours) is ours.
 
 What the paper states: the K final-layer outputs of a network, after a transformation,

@@ -3,7 +3,7 @@
     python -m bench run --suite quick --dataset circle --method vae --variant quick --seed 0
     python -m bench run --suite paper --dataset mnist --method vae --variant paper-mnist --seed 0
 
-Spec: ../shared/specs/vdae.md ("Comparison rows: a plain VAE with a standard normal prior on
+Spec: docs/methods/vdae.md ("Comparison rows: a plain VAE with a standard normal prior on
 the same data"). The spec gives no architecture; this one mirrors the VDAE's (methods/vdae.py)
 so that the two rows differ in the latent space only: encoder MLP (`hidden` ReLU units) to the
 mean and log-variance of q(z|x) = N(mu, diag sigma^2), z of dimension `d`; decoder MLP

@@ -4,7 +4,7 @@
     python -m bench run --suite quick --dataset circle --method vdae --variant quick --seed 0
     python -m bench run --suite paper --dataset mnist --method vdae --variant paper-mnist --seed 0
 
-Spec: ../shared/specs/vdae.md with its corrections from the authors' TensorFlow code
+Spec: docs/methods/vdae.md with its corrections from the authors' TensorFlow code
 (lihenryhfl/SpectralVAEGAN, package `vdae`: networks.py, costs.py, util.py and the notebook
 vdae_examples.ipynb), which the paper variants follow where the spec and the code disagree.
 Written by us from those facts; no code copied.

@@ -1,7 +1,7 @@
 """The EncDiff denoiser: an LDM-style ("openaimodel") UNet conditioned by cross-attention on a
 set of context tokens, with optional Skip Dropout (Jun et al., arXiv 2410.23820).
 
-Spec: ../shared/specs/dyga.md, "Base model (EncDiff-style)" and "Skip Dropout". Written from
+Spec: docs/methods/dyga.md, "Base model (EncDiff-style)" and "Skip Dropout". Written from
 the spec and from reading the authors' code (youngjun-jun/dis-dis, openaimodel_skip-dropout.py
 on LDM's attention.py) for facts; not copied from it.
 

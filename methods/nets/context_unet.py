@@ -1,6 +1,6 @@
 """The small conditional UNet of ClusterDDPM's MNIST code, and its encoder.
 
-Spec: ../shared/specs/clusterddpm.md ("Architecture"). Width n_feat; two resolutions below
+Spec: docs/methods/clusterddpm.md ("Architecture"). Width n_feat; two resolutions below
 the input (side -> side/2 -> side/4 by max-pooling) and a bottleneck vector (average pool
 over the side/4 grid). The time t/T and the condition z are each embedded by a two-layer MLP
 (linear-GELU-linear) to 2 n_feat and n_feat; every level of the up path is modulated as

@@ -1,7 +1,7 @@
 """The EncDiff image encoder ("feature extractor"): an image -> one scalar per latent unit ->
 one token per unit, the cross-attention context of the denoiser (methods/nets/attention_unet.py).
 
-Spec: ../shared/specs/dyga.md, "Base model (EncDiff-style)". Checked against the authors' code
+Spec: docs/methods/dyga.md, "Base model (EncDiff-style)". Checked against the authors' code
 (youngjun-jun/dis-dis, ldm/modules/encoders/modules.py: FeatureExtractor) for facts; not
 copied from it.
 

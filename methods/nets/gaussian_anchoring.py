@@ -3,7 +3,7 @@ Towards Improved Latent Units via Diffusion Models" (arXiv 2410.23820, WACV 2025
 
     .venv/bin/python -m pytest tests/test_gaussian_anchoring.py -q -p no:cacheprovider
 
-Spec: ../shared/specs/dyga.md. Written from the spec and the paper's description; the authors'
+Spec: docs/methods/dyga.md. Written from the spec and the paper's description; the authors'
 code (youngjun-jun/dis-dis, `ldm/modules/gaussian/DyGA.py`) was read for facts only.
 
 One Gaussian mixture with full covariances per latent unit, over that unit's D-dimensional

@@ -3,7 +3,7 @@
 
     .venv/bin/python -m pytest tests/test_vq_autoencoder.py -q -p no:cacheprovider
 
-Spec: ../shared/specs/dyga.md ("First stage: a VQ autoencoder maps 64x64x3 images to 16x16x3
+Spec: docs/methods/dyga.md ("First stage: a VQ autoencoder maps 64x64x3 images to 16x16x3
 latents (2048 codes, ch 32, ch_mult [1,2,4], 2 res blocks, no attention; latent rescaled by
 1/std of the first batch)"). Facts also read from the authors' `configs/autoencoder/shapes3d.yaml`
 (youngjun-jun/dis-dis): embed_dim 3, n_embed 2048, z_channels 3, dropout 0, codebook_weight 1,
