@@ -3,20 +3,28 @@
     python -m bench dvc                 writes dvc.yaml for the suite of config/config.yaml
     python -m bench dvc --suite smoke   ... for another suite
 
-The runs are written once, as `vars`, and the train and evaluate stages iterate over them
-(`foreach`), so a stage is named by its run (`train@digits-kmeans-raw-seed0`); datasets are
-a `matrix` stage. Params: each run's config in config/methods.yaml (common, its method's
-defaults, its variant), the training settings of config/config.yaml, the suite's metric
-parameters. Metrics: results/<suite>/summary.json (`bench aggregate`: each metric's mean over
-seeds). Plots: the report's figures. Every output is cached, so `dvc push` and `dvc pull`
-carry all results. tests/test_dvc.py fails when the committed dvc.yaml is stale.
+The runs are written once, as `vars`, by method; each method has a train and an evaluate
+stage that iterate over its runs (`foreach`), so a stage is named by its method and run
+(`train-kmeans@digits-raw-seed0`). A stage depends on the code it runs, found by following
+imports from the runner and from its method's module (train) or the metrics (evaluate):
+editing a method's module retrains that method's runs only, and stages are by method because
+a `foreach` stage has one list of deps for all its items. Datasets are a `matrix` stage.
+Params: each run's config in config/methods.yaml (common, its method's defaults, its
+variant), the training settings of config/config.yaml, the suite's metric parameters.
+Metrics: results/<suite>/summary.json (`bench aggregate`: each metric's mean over seeds).
+Plots: the report's figures. Every output is cached, so `dvc push` and `dvc pull` carry all
+results. tests/test_dvc.py fails when the committed dvc.yaml is stale.
 """
 from __future__ import annotations
 
+import ast
+import importlib.util
 import math
+from pathlib import Path
 
 import yaml
 
+import methods
 from bench.config import CONFIG_DIR, REPO, RunId, expand, load_suite
 
 HEADER = """\
@@ -31,10 +39,57 @@ TRAINING_SETTINGS = ["device", "precision"]     # of config/config.yaml; they ch
 # One thread per training and scoring job, as in Snakemake's rules: the same arithmetic (and
 # numbers) whatever the machine's core count, and no threads spinning against each other.
 ONE_THREAD = "OMP_NUM_THREADS=1 "
+# `bench run` and `bench evaluate` do their work in the runner (the CLI around it only
+# dispatches). The runner imports the methods and the metrics for both, but training runs only
+# its method's code and scoring only the metrics: each stage adds the one of the two it runs.
+RUNNER = REPO / "bench" / "runner.py"
+PLUGINS = ("methods", "evaluation")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes a list that several stages share (their params) in full in each, not as an
+    anchor in the first and aliases elsewhere."""
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
 def _key(run: RunId) -> str:
-    return f"{run.dataset}-{run.method}-{run.variant}-seed{run.seed_index}"
+    return f"{run.dataset}-{run.variant}-seed{run.seed_index}"
+
+
+def module_file(name: str) -> Path | None:
+    """The repository's file of module `name`; None for a module from elsewhere (torch)."""
+    base = REPO.joinpath(*name.split("."))
+    return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
+
+
+def imported(path: Path) -> set[Path]:
+    """The repository's modules that the module at `path` imports, in its functions too
+    (methods/base.py imports the precision module there). Only the modules it names, not the
+    __init__ of each package above them, which runs too: methods/__init__.py is the registry,
+    which each new method edits, and that must not retrain the other methods."""
+    package = ".".join(path.relative_to(REPO).parts[:-1])       # where its relative imports start
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), path)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            # `from methods.nets import precision` imports a module; `from methods.base import Method`, a name
+            names += [f"{module}.{alias.name}" if module_file(f"{module}.{alias.name}") else module
+                      for alias in node.names]
+    return {file for file in map(module_file, names) if file}
+
+
+def code(root: Path, skip: tuple[str, ...] = ()) -> set[str]:
+    """`root` and the repository's modules that it imports, transitively, outside the
+    top-level packages `skip`: paths for dvc.yaml."""
+    found, todo = set(), {root}
+    while todo:
+        path = todo.pop()
+        found.add(path)
+        todo |= {file for file in imported(path) if file.relative_to(REPO).parts[0] not in skip} - found
+    return {path.relative_to(REPO).as_posix() for path in found}
 
 
 def render(config: dict) -> str:
@@ -47,6 +102,35 @@ def render(config: dict) -> str:
     suite_spec = load_suite(suite)
     scoring_params = [{suite_file: ["metric_params"]}] if "metric_params" in suite_spec else []
     suite_precision = [{suite_file: ["precision"]}] if "precision" in suite_spec else []
+    runner = code(RUNNER, skip=PLUGINS)
+    by_method: dict[str, dict] = {method: {} for method in sorted({run.method for run in runs})}
+    for run in runs:
+        by_method[run.method][_key(run)] = {"suite": suite, "dataset": run.dataset, "method": run.method,
+                                            "variant": run.variant, "seed": run.seed_index}
+    train = {f"train-{method}": {
+        "foreach": f"${{runs.{method}}}",
+        "do": {
+            "cmd": f"{ONE_THREAD}python -m bench run {RUN_ARGS} --force",
+            "deps": [f"{data}/${{item.dataset}}",
+                     *sorted(runner | code(module_file(methods.METHODS[method].partition(":")[0])))],
+            # the run's own config: common, its method's defaults, its variant (not the
+            # method's other variants, so that editing one retrains exactly its runs)
+            "params": [{"config/methods.yaml": ["common", "methods.${item.method}.defaults",
+                                                "methods.${item.method}.variants.${item.variant}"]},
+                       {"config/config.yaml": TRAINING_SETTINGS}, *suite_precision],
+            "outs": [f"{run_dir}/run.json", f"{run_dir}/outputs.npz"],
+        },
+    } for method in by_method}
+    scoring_code = sorted(runner | code(module_file("evaluation")))
+    evaluate = {f"evaluate-{method}": {
+        "foreach": f"${{runs.{method}}}",
+        "do": {
+            "cmd": f"{ONE_THREAD}python -m bench evaluate {RUN_ARGS}",
+            "deps": [f"{run_dir}/run.json", f"{run_dir}/outputs.npz", *scoring_code],
+            **({"params": scoring_params} if scoring_params else {}),
+            "outs": [f"{run_dir}/metrics.json"],
+        },
+    } for method in by_method}
     stages = {
         "prepare": {
             "matrix": {"dataset": datasets},
@@ -54,28 +138,8 @@ def render(config: dict) -> str:
             "deps": ["datasets"],
             "outs": [f"{data}/${{item.dataset}}"],
         },
-        "train": {
-            "foreach": "${runs}",
-            "do": {
-                "cmd": f"{ONE_THREAD}python -m bench run {RUN_ARGS} --force",
-                "deps": [f"{data}/${{item.dataset}}", "methods"],
-                # the run's own config: common, its method's defaults, its variant (not the
-                # method's other variants, so that editing one retrains exactly its runs)
-                "params": [{"config/methods.yaml": ["common", "methods.${item.method}.defaults",
-                                                    "methods.${item.method}.variants.${item.variant}"]},
-                           {"config/config.yaml": TRAINING_SETTINGS}, *suite_precision],
-                "outs": [f"{run_dir}/run.json", f"{run_dir}/outputs.npz"],
-            },
-        },
-        "evaluate": {
-            "foreach": "${runs}",
-            "do": {
-                "cmd": f"{ONE_THREAD}python -m bench evaluate {RUN_ARGS}",
-                "deps": [f"{run_dir}/run.json", f"{run_dir}/outputs.npz", "evaluation"],
-                **({"params": scoring_params} if scoring_params else {}),
-                "outs": [f"{run_dir}/metrics.json"],
-            },
-        },
+        **train,
+        **evaluate,
         "aggregate": {
             "cmd": f"python -m bench aggregate --suite {suite}",
             "deps": [f"{run.path(results)}/metrics.json" for run in runs],
@@ -90,12 +154,9 @@ def render(config: dict) -> str:
             "plots": [f"{reports}/{suite}/figures/{dataset}.png" for dataset in datasets],
         },
     }
-    document = {
-        "vars": [{"runs": {_key(run): {"suite": suite, "dataset": run.dataset, "method": run.method,
-                                       "variant": run.variant, "seed": run.seed_index} for run in runs}}],
-        "stages": stages,
-    }
-    return HEADER.format(suite=suite) + yaml.safe_dump(document, sort_keys=False, width=120, default_flow_style=None)
+    document = {"vars": [{"runs": by_method}], "stages": stages}
+    return HEADER.format(suite=suite) + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=120,
+                                                  default_flow_style=None)
 
 
 def suite_metrics(summary) -> dict:

@@ -1,6 +1,6 @@
-"""dvc.yaml is generated from the suite config: it must be current, DVC must accept it, and DVC
-must run the smoke suite, push and pull its results, and see a hyperparameter change in its
-metrics."""
+"""dvc.yaml is generated from the suite config: it must be current, DVC must accept it, its
+stages must depend on the code they run (a run's method's, not the others'), and DVC must run
+the smoke suite, push and pull its results, and see a hyperparameter change in its metrics."""
 import hashlib
 import json
 import os
@@ -31,9 +31,52 @@ def test_dvc_lists_a_train_and_evaluate_stage_per_run():
     stages = set(result.stdout.split())
     runs = expand(load_config()["suite"])
     for run in runs:
-        key = f"{run.dataset}-{run.method}-{run.variant}-seed{run.seed_index}"
-        assert {f"train@{key}", f"evaluate@{key}"} <= stages
+        key = f"{run.method}@{run.dataset}-{run.variant}-seed{run.seed_index}"
+        assert {f"train-{key}", f"evaluate-{key}"} <= stages
     assert {f"prepare@{d}" for d in {r.dataset for r in runs}} | {"aggregate", "report"} <= stages
+
+
+@pytest.fixture(scope="module")
+def stage_deps() -> dict[str, list[str]]:
+    """The committed dvc.yaml as DVC reads it: each stage's command and what it depends on."""
+    import dvc.repo
+    with dvc.repo.Repo(str(REPO)) as repo:
+        return {stage.cmd: [dep.def_path for dep in stage.deps] for stage in repo.index.stages}
+
+
+def deps_of(stage_deps: dict[str, list[str]], command: str, method: str) -> list[list[str]]:
+    """The deps of every `bench <command>` stage of a method's runs."""
+    found = [deps for cmd, deps in stage_deps.items() if f" -m bench {command} " in cmd and f" --method {method} " in cmd]
+    assert found, f"the test reads {method}'s `bench {command}` stages: the suite of dvc.yaml must have {method} runs"
+    return found
+
+
+def covers(deps: list[str], path: str) -> bool:
+    """Whether a change to `path` makes DVC run the stage again (a dep may be a directory)."""
+    return any(Path(path).is_relative_to(dep) for dep in deps)
+
+
+def test_a_train_stage_depends_on_its_methods_code_and_not_on_other_methods(stage_deps):
+    for deps in deps_of(stage_deps, "run", "gmvae"):
+        for path in ("methods/gmvae.py", "methods/base.py", "methods/nets/precision.py",     # base.py imports it
+                     "bench/runner.py", "datasets/base.py", "common/files.py"):
+            assert covers(deps, path), path
+        # methods/__init__.py is the registry: a new method must not retrain the others
+        for path in ("methods/nmm.py", "methods/nets/diffusion.py", "methods/__init__.py", "evaluation/metrics.py"):
+            assert not covers(deps, path), path
+    for deps in deps_of(stage_deps, "run", "clusterddpm"):
+        assert covers(deps, "methods/nets/diffusion.py") and covers(deps, "methods/nets/context_unet.py")
+        assert not covers(deps, "methods/nets/attention_unet.py") and not covers(deps, "methods/gmvae.py")
+    for deps in deps_of(stage_deps, "run", "encdiff"):
+        assert covers(deps, "methods/vae.py")        # imported by its VQ autoencoder, not by encdiff.py
+
+
+def test_an_evaluate_stage_depends_on_the_metrics_code_and_not_on_methods_or_published_numbers(stage_deps):
+    for deps in deps_of(stage_deps, "evaluate", "gmvae"):
+        for path in ("evaluation/metrics.py", "evaluation/clustering.py", "evaluation/generation.py", "bench/runner.py"):
+            assert covers(deps, path), path
+        for path in ("methods/gmvae.py", "methods/base.py", "evaluation/published/gmvae.yaml", "evaluation/aggregate.py"):
+            assert not covers(deps, path), path
 
 
 # The smoke suite under DVC, in a git repository of its own ---------------------------------
@@ -120,7 +163,7 @@ def test_push_and_pull_restore_every_output(smoke_repo, tmp_path):
 
 
 def test_a_changed_hyperparameter_reruns_its_runs_and_shows_in_metrics_diff(smoke_repo):
-    kmeans = {f"{r.dataset}-{r.method}-{r.variant}-seed{r.seed_index}" for r in expand("smoke") if r.method == "kmeans"}
+    kmeans = {f"{r.dataset}-{r.variant}-seed{r.seed_index}" for r in expand("smoke") if r.method == "kmeans"}
     assert kmeans, "the test changes a k-means hyperparameter: k-means must be in the smoke suite"
     # One Lloyd step instead of convergence; an edit of that one line, as a person would make it.
     methods_yaml = smoke_repo.path / "config/methods.yaml"
@@ -134,9 +177,9 @@ def test_a_changed_hyperparameter_reruns_its_runs_and_shows_in_metrics_diff(smok
     assert smoke_repo.json("dvc", "params", "diff") == {
         "config/methods.yaml": {"methods.kmeans.defaults.max_iter": {"old": old, "new": 1, "diff": 1 - old}}}
     output = smoke_repo("dvc", "repro")
-    rerun = {line.split("'")[1].split("@")[1] for line in output.splitlines()
-             if line.startswith(("Running stage 'train@", "Running stage 'evaluate@"))}
-    assert rerun == kmeans
+    rerun = {line.split("'")[1] for line in output.splitlines()
+             if line.startswith(("Running stage 'train-", "Running stage 'evaluate-"))}
+    assert rerun == {f"{step}-kmeans@{key}" for step in ("train", "evaluate") for key in kmeans}
 
     changed = smoke_repo.json("dvc", "metrics", "diff")["results/smoke/summary.json"]
     assert changed and all(".kmeans." in key for key in changed), changed
