@@ -10,6 +10,7 @@ Each rule calls `python -m bench ...`; the same commands run a single step by ha
 import os
 import shlex
 import sys
+from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 from bench import config as bench_config
@@ -57,12 +58,28 @@ rule all:
 
 
 onsuccess:
-    from bench.runner import failures
-    failed = failures(RUNS, RESULTS)
+    # What to read at the end of a long run: where the report is, what it showed, what next.
+    from reports.summary import text
+    facts, results = Path(REPORTS, SUITE, "summary.json"), Path(RESULTS, SUITE, "summary.csv")
+    # After another target (one run, `check`) the report may be older than the results it would sum up.
+    if facts.exists() and results.exists() and facts.stat().st_mtime >= results.stat().st_mtime:
+        defaults = bench_config.load_config()
+        check = " ".join([BENCH, "check", "--suite", shlex.quote(SUITE)] + [
+            f"--{key.replace('_', '-')} {shlex.quote(str(CONFIG[key]))}"
+            for key in ("results_dir", "reports_dir", "min_seeds") if CONFIG[key] != defaults[key]])
+        print("\n" + text(facts.parent, check), flush=True)
+
+
+onerror:
+    # Snakemake's error blocks scroll away among the lines of the jobs still running: name the
+    # failed jobs again, last, with where to read why.
+    failed = workflow.scheduler.failed
     if failed:
-        print(f"\nWARNING: {len(failed)} run(s) failed; the leaderboard shows them as failed:", file=sys.stderr)
-        for line in failed:
-            print(f"  {line}", file=sys.stderr)
+        print(f"\nThe pipeline stopped: {len(failed)} job(s) failed.", flush=True)
+        for job in failed:
+            where = f"log: {', '.join(job.log)}" if job.log else "its error is above, under 'Error in rule'"
+            print(f"  {job!r} {' '.join(job.output)}\n    {where}", flush=True)
+        print("Fix the cause and run the same command again: the jobs that finished do not run again.", flush=True)
 
 
 include: "workflow/rules/data.smk"

@@ -150,7 +150,8 @@ def render(config: dict) -> str:
             "cmd": f"python -m bench report --suite {suite}",
             "deps": [f"{results}/{suite}/summary.csv", "evaluation/published",
                      *sorted(path.relative_to(REPO).as_posix() for path in (REPO / "reports").glob("*.py"))],
-            "outs": [f"{reports}/{suite}/leaderboard.{ext}" for ext in ("md", "csv", "tex", "html")],
+            "outs": [*(f"{reports}/{suite}/leaderboard.{ext}" for ext in ("md", "csv", "tex", "html")),
+                     f"{reports}/{suite}/summary.json"],
             "plots": [f"{reports}/{suite}/figures/{dataset}.png" for dataset in datasets],
         },
     }

@@ -192,13 +192,3 @@ def evaluate(config: dict, run: RunId) -> Path:
     }
     write_json(run_dir / "metrics.json", result)
     return run_dir
-
-
-def failures(runs, results_dir) -> list[str]:
-    """One line per run whose record says it failed."""
-    lines = []
-    for run in runs:
-        record = read_json(run.path(results_dir) / "run.json")
-        if record and record["status"] == "failed":
-            lines.append(f"{run.label()}: {record['error']}")
-    return lines

@@ -2,6 +2,7 @@
 runs' train_log.csv, samples.png and traversals.png).
 
     python -m bench report --suite quick   →   reports/quick/leaderboard.{md,csv,tex,html}
+                                               reports/quick/summary.json (what the pipeline prints at its end)
                                                reports/quick/figures/<dataset>.png
                                                reports/quick/figures/training/<dataset>-<method>.png
 """
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.files import write_text
+from common.files import write_json, write_text
 from evaluation import claims, published
-from reports import render as formats
+from reports import render as formats, summary as run_summary
 from reports.page import page
 from reports.figures import dataset_figure, run_colours, training_curves
 from reports.tables import (MethodRuns, caveats, claim_verdicts, csv_table, failed_runs, not_transcribed_for,
@@ -31,7 +32,8 @@ def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = 
     learning checks (claims.learning_checks)."""
     entries, not_transcribed = published.load(published_dir)
     judged = claim_verdicts(summary, claims.load(claims_dir, published_dir), suite, checks)
-    parts = sections(summary, entries, caveats(judged.learning))
+    marked = caveats(judged.learning)
+    parts = sections(summary, entries, marked)
     pending = not_transcribed_for(summary, not_transcribed)
     failed = failed_runs(summary)
     colours = run_colours(summary["method"] + " / " + summary["variant"])
@@ -48,8 +50,10 @@ def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = 
     }
     for name, text in outputs.items():
         write_text(out_dir / name, text)
+    write_json(out_dir / "summary.json",
+               run_summary.facts(suite, summary, judged, parts, marked, failed, run_dirs or {}))
     curves = [r.curves for r in runs if r.curves is not None]
-    return [out_dir / name for name in outputs] + list(figures.values()) + curves
+    return [out_dir / name for name in [*outputs, "summary.json"]] + list(figures.values()) + curves
 
 
 def method_runs(run_dirs: dict[RunKey, Path], colours: dict[str, tuple], curves_dir: Path) -> list[MethodRuns]:

@@ -2,8 +2,8 @@ DATASETS = sorted({run.dataset for run in RUNS})
 
 
 rule report:
-    """Leaderboards (Markdown, CSV, LaTeX, HTML) and one figure per dataset; also the items
-    of `snakemake --report report.html`."""
+    """Leaderboards (Markdown, CSV, LaTeX, HTML), one figure per dataset and summary.json (what
+    the pipeline prints at its end); also the items of `snakemake --report report.html`."""
     input:
         f"{RESULTS}/{{suite}}/summary.csv",
     output:
@@ -11,6 +11,7 @@ rule report:
         report(f"{REPORTS}/{{suite}}/leaderboard.md", caption="../report/leaderboard.rst", category="Leaderboards"),
         report(f"{REPORTS}/{{suite}}/leaderboard.csv", caption="../report/leaderboard.rst", category="Leaderboards"),
         f"{REPORTS}/{{suite}}/leaderboard.tex",
+        f"{REPORTS}/{{suite}}/summary.json",
         [report(f"{REPORTS}/{{suite}}/figures/{dataset}.png", caption="../report/figure.rst", category="Figures",
                 subcategory=dataset) for dataset in DATASETS],
     shell:
