@@ -162,8 +162,10 @@ def check(config, args):
     from bench.golden import compare_machines
     suite = config["suite"]
     machines = compare_machines(suite, cfg.expand(suite, config["min_seeds"]), Path(config["results_dir"]))
-    verdicts_csv, regressions = run_checks(_summary(config), suite, Path(config["reports_dir"]), machines)
+    verdicts_csv, regressions, unchecked = run_checks(_summary(config), suite, Path(config["reports_dir"]), machines)
     print(verdicts_csv)
+    for line in unchecked:
+        print(line, file=sys.stderr)
     if regressions:
         print(f"golden runs vs these: {machines}", file=sys.stderr)
     for line in regressions:

@@ -8,6 +8,7 @@ import subprocess
 import pandas as pd
 import pytest
 
+from bench import cli
 from bench.config import expand
 from bench.config import ConfigError
 from bench.golden import KERNELS, clean_commit, golden_path, pool, provenance_path
@@ -50,6 +51,28 @@ def test_golden_numbers_come_from_a_committed_tree_only(tmp_path):
     (tmp_path / "method.py").write_text("2\n")
     with pytest.raises(ConfigError, match="uncommitted changes:\n M method.py\ncommit them first"):
         clean_commit(tmp_path)
+
+
+def test_a_group_without_golden_numbers_is_named_not_checked(tmp_path, monkeypatch, capsys):
+    """A group added after the golden numbers were made cannot regress; the check says so, per
+    group, and still checks the others."""
+    rows = [{"dataset": "digits", "method": m, "variant": "raw", "seed": s, "metric": "ari", "value": v}
+            for m, values in (("kmeans", (0.5, 0.6)), ("gmm", (0.1, 0.1))) for s, v in enumerate(values)]
+    golden = tmp_path / "smoke.csv"
+    pd.DataFrame([{"dataset": "digits", "method": "kmeans", "variant": "raw", "metric": "ari", "spec": "s",
+                   "mean": 0.9, "std": 0.0, "runs": 2, "rule": "deterministic", "check_seeds": 2,
+                   "tolerance": 0.01}]).to_csv(golden, index=False)
+    monkeypatch.setattr("bench.checks.golden_path", lambda suite: golden)
+    summary_csv = tmp_path / "results" / "smoke" / "summary.csv"
+    summary_csv.parent.mkdir(parents=True)
+    summary(rows).to_csv(summary_csv, index=False)
+    status = cli.main(["check", "--suite", "smoke", "--results-dir", str(tmp_path / "results"),
+                       "--reports-dir", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert ("digits/gmm/raw: no golden numbers: not checked; make them with python -m bench golden --suite smoke"
+            in err.splitlines())
+    assert "kmeans/raw: no golden numbers" not in err
+    assert status == 1 and "REGRESSION: digits/kmeans/raw ari: golden 0.9000, now 0.5500" in err
 
 
 @pytest.fixture(scope="module")
