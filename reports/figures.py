@@ -7,7 +7,8 @@ across every figure of the suite (`run_colours`: a hue per method, a shade per v
   the same spec as black diamonds (on their method's bar) or dashed lines (baselines we do
   not run). Scores in [0, 1] are drawn on that scale; distances (FID, GW, ...) on their own.
 - training_curves: per dataset and method, a panel per numeric column of its runs'
-  train_log.csv (its health signals first, see HEALTH), every variant and seed overlaid.
+  train_log.csv that changes (its health signals first, see HEALTH) against the epoch,
+  every variant and seed overlaid.
 - learning_curve: a claim's two sides against training images (bench/curves.py)."""
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from common.files import atomic_path  # noqa: E402
-from reports.tables import Section, better  # noqa: E402
+from reports.tables import UNDER_TRAINED, Section, better  # noqa: E402
 
 COLUMNS = 4                      # panels a row, at most
 PANEL_INCHES = 3.4               # at DPI: 340 px a panel
@@ -82,11 +83,12 @@ def dataset_figure(summary: pd.DataFrame, dataset: str, dataset_sections: list[S
         _save(fig, path)
         return
     runs = sorted(set(scored["run"]), reverse=True)          # top to bottom in alphabetical order
+    marked = {f"{r.method} / {r.variant}" for s in dataset_sections for r in s.rows if r.caveat}
     stats = scored.groupby(["metric", "run"])["value"].agg(["mean", "std"])
     sns.set_theme(style="whitegrid", font_scale=0.8)
     fig, axes = _grid(len(metrics), 0.3 * len(runs) + 0.8, label_inches=1.8, sharey=True)
     for axis, metric in zip(axes, metrics):
-        _bars(axis, metric, runs, stats, colours)
+        _bars(axis, metric, runs, stats, colours, marked)
         for row in (r for section in dataset_sections for r in section.published if metric in r.cells):
             _published(axis, f"{row.method} / {row.variant}", row.cells[metric].mean, row.seeds, runs)
         axis.set_title(f"{metric} {better(metric)}")
@@ -99,8 +101,9 @@ def dataset_figure(summary: pd.DataFrame, dataset: str, dataset_sections: list[S
     _save(fig, path)
 
 
-def _bars(axis, metric: str, runs: list[str], stats: pd.DataFrame, colours: dict[str, tuple]) -> None:
-    axis.set_yticks(range(len(runs)), runs)
+def _bars(axis, metric: str, runs: list[str], stats: pd.DataFrame, colours: dict[str, tuple],
+          marked: set[str]) -> None:
+    axis.set_yticks(range(len(runs)), [f"{run}\n({UNDER_TRAINED})" if run in marked else run for run in runs])
     for y, run in enumerate(runs):
         if (metric, run) in stats.index:
             mean, std = stats.loc[(metric, run)]
@@ -116,44 +119,55 @@ def _published(axis, label: str, value: float, seeds: str, runs: list[str]) -> N
                   rotation=90, ha="right", va="top")
 
 
+def epochs(log: pd.DataFrame) -> pd.Series:
+    """The log's epochs in one sequence: a stage that counts its epochs from 1 again (VDAE's
+    SpectralNet, then its VAE) goes on from where the stage before it ended."""
+    epoch = log["epoch"]
+    if "stage" not in log:
+        return epoch
+    restarts = log["stage"].ne(log["stage"].shift()) & epoch.diff().le(0)
+    return epoch + epoch.shift().where(restarts, 0).cumsum()
+
+
 def _stages(axis, log: pd.DataFrame) -> None:
     """Where a method of two or more stages (pre-training, then EM, ...) starts each: a dotted line, its name."""
     if "stage" not in log or log["stage"].nunique() < 2:
         return
-    starts = log.index[log["stage"].ne(log["stage"].shift())]
-    for start in starts:
-        axis.axvline(start + 1, color="grey", linestyle=":", linewidth=0.8)
-        axis.text(start + 1, 1.0, f" {log['stage'][start]}", transform=axis.get_xaxis_transform(), fontsize=7,
+    x = epochs(log)
+    for start in log.index[log["stage"].ne(log["stage"].shift())]:
+        axis.axvline(x[start], color="grey", linestyle=":", linewidth=0.8)
+        axis.text(x[start], 1.0, f" {log['stage'][start]}", transform=axis.get_xaxis_transform(), fontsize=7,
                   color="grey", ha="left", va="top")
 
 
 def curve_columns(logs: list[pd.DataFrame]) -> list[str]:
-    """The columns to draw: the health signals first, then any other numeric column."""
-    numeric = dict.fromkeys(c for log in logs for c in log.select_dtypes("number").columns
-                            if c not in BOOKKEEPING and log[c].notna().any())
-    return ([c for c in HEALTH if c in numeric] + [c for c in numeric if c not in HEALTH])[:MAX_CURVES]
+    """The columns to draw: the health signals first, then any other numeric column; a column
+    with one value in every row of every log (a constant learning rate) shows nothing."""
+    numeric = dict.fromkeys(c for log in logs for c in log.select_dtypes("number").columns if c not in BOOKKEEPING)
+    changing = [c for c in numeric if pd.concat([log[c] for log in logs if c in log]).nunique() > 1]
+    return ([c for c in HEALTH if c in changing] + [c for c in changing if c not in HEALTH])[:MAX_CURVES]
 
 
 def training_curves(logs: dict[tuple[str, int], pd.DataFrame], dataset: str, method: str,
                     colours: dict[str, tuple], path: Path) -> bool:
-    """The method's train_log.csv columns against the logged row, a line per (variant, seed);
-    False (and no figure) when the logs have nothing numeric to draw."""
+    """The method's train_log.csv columns against the epoch, a line per (variant, seed); False
+    (and no figure) when the logs have nothing numeric that changes."""
     columns = curve_columns(list(logs.values()))
     if not columns:
         return False
     sns.set_theme(style="whitegrid", font_scale=0.8)
     fig, axes = _grid(len(columns), 2.6, label_inches=0.4, sharey=False)     # every signal on its own scale
     for (variant, seed), log in sorted(logs.items()):
-        steps = range(1, len(log) + 1)
+        x = epochs(log)
         for axis, column in zip(axes, columns):
             if column in log:
-                axis.plot(steps, log[column], color=colours[f"{method} / {variant}"],
+                axis.plot(x, log[column], color=colours[f"{method} / {variant}"],
                           linestyle=SEED_STYLES[seed % len(SEED_STYLES)], marker="." if len(log) < 20 else None,
                           linewidth=1.2, label=f"{variant}, seed {seed}")
     for axis, column in zip(axes, columns):
         axis.set_title(column)
-        axis.set_xlabel("row of train_log.csv")
-        axis.set_xlim(0.5, max(map(len, logs.values())) + 0.5)        # whole rows, even for a one-row log
+        axis.set_xlabel("epoch")
+        axis.set_xlim(0.5, max(epochs(log).max() for log in logs.values()) + 0.5)   # whole epochs, even for one
         axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         _stages(axis, next(iter(logs.values())))
     axes[0].legend(fontsize=7)

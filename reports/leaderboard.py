@@ -8,6 +8,7 @@ runs' train_log.csv, samples.png and traversals.png).
 """
 from __future__ import annotations
 
+import json
 from itertools import groupby
 from pathlib import Path
 
@@ -18,8 +19,7 @@ from evaluation import claims, published
 from reports import render as formats, summary as run_summary
 from reports.page import page
 from reports.figures import dataset_figure, run_colours, training_curves
-from reports.tables import (MethodRuns, caveats, claim_verdicts, csv_table, failed_runs, not_transcribed_for,
-                            sections)
+from reports.tables import MethodRuns, claim_verdicts, csv_table, failed_runs, not_transcribed_for, provenance, sections
 
 RunKey = tuple[str, str, str, int]               # dataset, method, variant, seed index
 
@@ -32,7 +32,7 @@ def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = 
     learning checks (claims.learning_checks)."""
     entries, not_transcribed = published.load(published_dir)
     judged = claim_verdicts(summary, claims.load(claims_dir, published_dir), suite, checks)
-    marked = caveats(judged.learning)
+    marked = judged.marked
     parts = sections(summary, entries, marked)
     pending = not_transcribed_for(summary, not_transcribed)
     failed = failed_runs(summary)
@@ -42,16 +42,19 @@ def render(summary: pd.DataFrame, out_dir: Path, suite: str, description: str = 
         figures[dataset] = out_dir / "figures" / f"{dataset}.png"
         dataset_figure(summary, dataset, [s for s in parts if s.dataset == dataset], colours, figures[dataset])
     runs = method_runs(run_dirs or {}, colours, out_dir / "figures" / "training")
+    facts = run_summary.facts(suite, summary, judged, parts, marked, failed, run_dirs or {})
+    records = [json.loads(path.read_text()) for run_dir in (run_dirs or {}).values()
+               if (path := run_dir / "run.json").exists()]
     outputs = {
         "leaderboard.md": formats.markdown(parts, suite, description, pending, failed, judged),
         "leaderboard.csv": csv_table(summary),
         "leaderboard.tex": formats.latex(parts, suite, failed),
-        "leaderboard.html": page(parts, suite, description, figures, runs, pending, failed, judged),
+        "leaderboard.html": page(parts, suite, description, figures, runs, facts,
+                                 provenance(records, len(run_dirs or {}) - len(records)), pending, failed, judged),
     }
     for name, text in outputs.items():
         write_text(out_dir / name, text)
-    write_json(out_dir / "summary.json",
-               run_summary.facts(suite, summary, judged, parts, marked, failed, run_dirs or {}))
+    write_json(out_dir / "summary.json", facts)
     curves = [r.curves for r in runs if r.curves is not None]
     return [out_dir / name for name in [*outputs, "summary.json"]] + list(figures.values()) + curves
 

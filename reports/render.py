@@ -1,16 +1,19 @@
 """Leaderboards as Markdown and LaTeX (booktabs); the HTML page is reports/page.py.
 
 Ours: mean ± std over seeds, with the number of seeds; the best of our means in each column
-is bold where two or more runs compete; ↑/↓ beside each metric says which way is better.
+is bold where two or more ranked runs compete (RANKED_SEEDS or more seeds, not under-trained);
+↑/↓ beside each metric says which way is better. A group marked under-trained carries the mark
+wherever its numbers appear.
 Published numbers of the same spec sit under ours, in italics, with their source; the
 reproduction verdicts follow each table, and the specs are its footnotes."""
 from __future__ import annotations
 
 from evaluation.claims import LEVEL, RULE
-from reports.tables import UNDER_TRAINED, Cell, Claims, Row, Section, better
+from reports.tables import RANKED_SEEDS, UNDER_TRAINED, Cell, Claims, Row, Section, better, side_caveats
 
 INTRO = ("Ours: mean ± standard deviation over seeds; ↑: higher is better, ↓: lower is better (distances "
-         "such as FID); **bold**: the best of our means in a column where two or more runs compete. "
+         f"such as FID); **bold**: the best of our means in a column among the runs of {RANKED_SEEDS} or more seeds "
+         f"not marked \"{UNDER_TRAINED}\", where two or more such runs compete (a column may have none). "
          "Published numbers (in italics) appear only in a column whose protocol (spec) they share. "
          "n/a: no value, for the reason given under the table.")
 
@@ -23,11 +26,12 @@ def number(cell: Cell | None) -> str:
     return f"{cell.mean:.3f}" + ("" if cell.std is None else f" ± {cell.std:.3f}")
 
 
-def verdict_cells(v) -> list[str]:
+def verdict_cells(v, under_trained: bool = False) -> list[str]:
     ours = "" if v.ours is None else f"{v.ours:.3f}" + ("" if v.ours_std is None else f" ± {v.ours_std:.3f}")
     reference = f"{v.reference:.4f}" + ("" if v.reference_std is None else f" ± {v.reference_std:.4f}")
     z = "" if v.standard_errors is None else f"{v.standard_errors:+.1f}"
-    return [f"{v.method} / {v.variant}", v.metric, reference, ours, str(v.seeds), z, v.verdict, v.reason, v.source]
+    run = f"{v.method} / {v.variant}" + (f" ({UNDER_TRAINED})" if under_trained else "")
+    return [run, v.metric, reference, ours, str(v.seeds), z, v.verdict, v.reason, v.source]
 
 
 VERDICT_HEADER = ["run", "metric", "published", "ours", "seeds", "Δ / se", "verdict", "note", "source"]
@@ -42,11 +46,14 @@ def variant_label(r: Row) -> str:
     return f"{r.variant} ({UNDER_TRAINED})" if r.caveat else r.variant
 
 
-def claim_cells(v) -> list[str]:
-    """One claim's row: the claim with its paper and where it says it, the two sides as mean ± std (n)."""
+def claim_cells(v, marked: dict | None = None) -> list[str]:
+    """One claim's row: the claim with its paper and where it says it, the two sides as mean ± std (n),
+    a side marked under-trained (in `marked`, Claims.marked) saying so."""
     note = "; ".join(filter(None, [v.reason, v.claim.note]))
+    better_caveat, than_caveat = side_caveats(v, marked or {})
     return [f"{v.claim.claim} ({v.claim.id}; {v.claim.source})", v.dataset, f"{v.claim.metric} {better(v.claim.metric)}",
-            f"{v.better.label} {v.better.text()}", f"{v.than.label} {v.than.text()}",
+            f"{v.better.label} {v.better.text()}" + (f" ({UNDER_TRAINED})" if better_caveat else ""),
+            f"{v.than.label} {v.than.text()}" + (f" ({UNDER_TRAINED})" if than_caveat else ""),
             "" if v.difference is None else f"{v.difference:+.3f}", v.interval(), v.verdict, note]
 
 
@@ -67,7 +74,8 @@ def markdown(sections: list[Section], suite: str, description: str = "", not_tra
         lines += [description.strip(), ""]
     if claims and (claims.verdicts or claims.not_run):
         lines += ["## Claims", "", CLAIMS_INTRO, ""]
-        lines += _md_table(CLAIM_HEADER, [claim_cells(v) for v in claims.verdicts]) + [""] if claims.verdicts else []
+        if claims.verdicts:
+            lines += _md_table(CLAIM_HEADER, [claim_cells(v, claims.marked) for v in claims.verdicts]) + [""]
         lines += [not_run_line(claims, suite), ""] if claims.not_run else []
     if claims and claims.learning:
         lines += ["## Learning at this budget", "", LEARNING_INTRO, ""]
@@ -87,7 +95,8 @@ def markdown(sections: list[Section], suite: str, description: str = "", not_tra
         lines += list(dict.fromkeys(f"- *{r.method} / {r.variant}*: {r.source}" for r in s.published))
         lines += [f"- {r.method} / {r.variant}: {r.caveat}" for r in s.rows if r.caveat]
         if s.verdicts:
-            lines += ["", "Reproduction:", ""] + _md_table(VERDICT_HEADER, [verdict_cells(v) for v in s.verdicts])
+            lines += ["", "Reproduction:", ""] + _md_table(
+                VERDICT_HEADER, [verdict_cells(v, s.under_trained(v.method, v.variant)) for v in s.verdicts])
         lines += [""]
     if failed:
         lines += ["## Failed runs", "", "These runs have no numbers; they are not averaged in above.", ""]

@@ -81,12 +81,17 @@ def _existing(path: Path | None) -> str | None:
     return str(path) if path is not None and path.exists() else None
 
 
+def tally(verdicts: list[str], order: tuple[str, ...]) -> list[tuple[str, int]]:
+    """Each verdict with its count: the first of `order` always (0 HOLDS says something), the
+    others where they occur."""
+    counts = Counter(verdicts)
+    shown = [v for v in order if counts[v] or v == order[0]] + [v for v in counts if v not in order]
+    return [(v, counts[v]) for v in shown]
+
+
 def _counts(what: str, verdicts: list[str], order: tuple[str, ...]) -> str:
-    """"Claims (11): 0 HOLDS, 3 REVERSED, 8 UNDECIDED": the first of `order` always, the others
-    where they occur."""
-    tally = Counter(verdicts)
-    shown = [v for v in order if tally[v] or v == order[0]] + [v for v in tally if v not in order]
-    return f"{what} ({len(verdicts)}): " + ", ".join(f"{tally[v]} {v}" for v in shown)
+    """"Claims (11): 0 HOLDS, 3 REVERSED, 8 UNDECIDED"."""
+    return f"{what} ({len(verdicts)}): " + ", ".join(f"{n} {v}" for v, n in tally(verdicts, order))
 
 
 def _wrap(line: str) -> str:

@@ -6,6 +6,7 @@ goes in a table, not how it looks. A column is one metric with one spec: a publi
 enters a column only when its spec matches the column's (evaluation.published.spec_matches)."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ class Cell:
     mean: float | None
     std: float | None = None
     best: bool = False
+    seeds: int = 0                               # ours: how many seeds the mean is of
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Section:
     verdicts: list[Verdict] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)   # metric -> why some runs have no value
 
+    def under_trained(self, method: str, variant: str) -> bool:
+        return any(r.caveat for r in self.rows if (r.method, r.variant) == (method, variant))
+
 
 @dataclass
 class MethodRuns:
@@ -66,8 +71,15 @@ class Claims:
     not_run: list[str]
     learning: list[claims.ClaimVerdict] = field(default_factory=list)
 
+    @property
+    def marked(self) -> dict[tuple[str, str, str], str]:
+        return caveats(self.learning)
+
 
 UNDER_TRAINED = "under-trained at this budget"
+# A mean of fewer seeds has no spread to judge it by; an under-trained group's numbers are not
+# its method's: neither is ranked "best".
+RANKED_SEEDS = 2
 
 
 def claim_verdicts(summary: pd.DataFrame, registered: list[claims.Claim], suite: str,
@@ -89,6 +101,41 @@ def caveats(learning: list[claims.ClaimVerdict]) -> dict[tuple[str, str, str], s
         marked[(v.dataset, *v.run)] = (f"{UNDER_TRAINED}: {v.claim.metric} not shown above {v.than.label} "
                                                 f"({v.verdict}: {v.numbers()}); at larger budgets: {v.claim.evidence}")
     return marked
+
+
+def side_caveats(v: claims.ClaimVerdict, marked: dict[tuple[str, str, str], str]) -> tuple[str, str]:
+    """The caveats of the claim's two sides (better, than), "" for a side not marked under-trained
+    or not a run group of its own (a stated value; another metric of the better side's runs,
+    marked there)."""
+    comparison = next(c for c in v.claim.compare[v.suite] if c.dataset == v.dataset)
+    return (marked.get((v.dataset, *comparison.better), ""),
+            marked.get((v.dataset, *comparison.than), "") if comparison.than else "")
+
+
+def provenance(records: list[dict], unrecorded: int = 0) -> str:
+    """Where the runs come from, from their run.json records: the commit, CPU and precision that
+    most share, and how many runs differ, e.g. "commit 41162ea (2 runs at 8c5f674) · CPU AMD EPYC
+    · precision bf16 (12 runs in fp32)"; `unrecorded`: the runs without a record."""
+    if not records:
+        return "no run records (run.json) to say which commit, CPU or precision"
+
+    def commit(record: dict) -> str:
+        git = record.get("git") or {}
+        return (git.get("commit") or "unknown")[:7] + ("-dirty" if git.get("dirty") else "")
+
+    parts = [_shared("commit", [commit(r) for r in records], "at"),
+             _shared("CPU", [(r.get("machine") or {}).get("cpu_model") or "unknown" for r in records], "on"),
+             # runs recorded before precision was recorded ran in fp32 (bench/runner.py reads them so)
+             _shared("precision", [r.get("precision", "fp32") for r in records], "in")]
+    if unrecorded:
+        parts.append(f"{unrecorded} run{'s' * (unrecorded > 1)} without a run.json")
+    return " · ".join(parts)
+
+
+def _shared(what: str, values: list[str], preposition: str) -> str:
+    (common, _), *others = Counter(values).most_common()
+    differ = ", ".join(f"{n} run{'s' * (n > 1)} {preposition} {value}" for value, n in others)
+    return f"{what} {common}" + (f" ({differ})" if differ else "")
 
 
 def summarise(summary: pd.DataFrame) -> pd.DataFrame:
@@ -115,6 +162,7 @@ def failed_runs(summary: pd.DataFrame) -> list[str]:
 def sections(summary: pd.DataFrame, published: list[Published],
              marked: dict[tuple[str, str, str], str] | None = None) -> list[Section]:
     """`marked`: the caveat of each run group that has one (`caveats`)."""
+    marked = marked or {}
     table = summarise(summary)
     table["track"] = table["metric"].map(lambda m: METRICS[m].track)
     verdicts = published_verdicts(published, summary)
@@ -124,12 +172,14 @@ def sections(summary: pd.DataFrame, published: list[Published],
         metrics = list(dict.fromkeys(rows["metric"]))
         specs = dict(rows.drop_duplicates("metric")[["metric", "spec"]].itertuples(index=False))
         section = Section(dataset, track, metrics, specs)
-        best = _best_means(rows.dropna(subset=["mean"]))
+        rows = rows.assign(caveat=[marked.get((dataset, *group), "") for group in zip(rows["method"], rows["variant"])])
+        rows = rows.assign(ranked=(rows["seeds"] >= RANKED_SEEDS) & (rows["caveat"] == ""))
+        best = _best_means(rows[rows["ranked"]].dropna(subset=["mean"]))
         for (method, variant), group in rows.groupby(["method", "variant"], sort=False):
-            cells = {m.metric: Cell(m.mean, None if pd.isna(m.std) else m.std, m.mean == best.get(m.metric))
+            cells = {m.metric: Cell(m.mean, None if pd.isna(m.std) else m.std,
+                                    bool(m.ranked and m.mean == best.get(m.metric)), int(m.seeds))
                      for m in group.itertuples(index=False)}
-            section.rows.append(Row(method, variant, str(group["seeds"].max()), cells,
-                                    caveat=(marked or {}).get((dataset, method, variant), "")))
+            section.rows.append(Row(method, variant, str(group["seeds"].max()), cells, caveat=group["caveat"].iloc[0]))
         for entry in published:
             if entry.dataset == dataset and spec_matches(entry.spec, specs.get(entry.metric, "")):
                 label = entry.quoted_from.split(" (")[0] if entry.quoted_from else entry.method
@@ -142,11 +192,11 @@ def sections(summary: pd.DataFrame, published: list[Published],
     return result
 
 
-def _best_means(scored: pd.DataFrame) -> dict[str, float]:
-    """Per metric, the best of our means, only where two or more runs compete: a value alone in
-    its column is not "the best" of anything."""
+def _best_means(ranked: pd.DataFrame) -> dict[str, float]:
+    """Per metric, the best of the ranked means (RANKED_SEEDS or more seeds, not under-trained),
+    only where two or more of them compete: a value alone in its column is not "the best" of anything."""
     return {metric: (group["mean"].min() if METRICS[metric].lower_is_better else group["mean"].max())
-            for metric, group in scored.groupby("metric") if len(group) >= 2}
+            for metric, group in ranked.groupby("metric") if len(group) >= 2}
 
 
 def better(metric: str) -> str:

@@ -1,8 +1,10 @@
 """A page opened in headless Chromium through the DevTools protocol: what a reader's browser
 would say about it (console errors, images that did not load, the document's width at a given
-viewport) and a screenshot. Used by tests/test_report_browser.py; also by hand:
+viewport, where given elements lie) and a screenshot. Used by tests/test_report_browser.py;
+also by hand:
 
     python tests/browser.py reports/quick/leaderboard.html page.png [width]    (the whole page)
+    python tests/browser.py reports/quick/leaderboard.html top.png 1400 900    (the first screen)
 """
 from __future__ import annotations
 
@@ -22,12 +24,21 @@ from pathlib import Path
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 
-# What the page says about itself once loaded: every image (its alt text and whether it decoded)
-# and the widths that decide whether the page scrolls sideways.
+# What the page says about itself once loaded: every image (its alt text and whether it decoded),
+# the widths that decide whether the page scrolls sideways, and where the elements that the
+# caller's CSS selectors (SELECTORS) match lie in the viewport, before any scrolling.
 PAGE_FACTS = """JSON.stringify({
   images: Array.from(document.images).map(i => ({alt: i.alt, loaded: i.complete && i.naturalWidth > 0})),
   documentWidth: document.documentElement.scrollWidth,
   viewportWidth: window.innerWidth,
+  viewportHeight: window.innerHeight,
+  boxes: Object.fromEntries(Object.entries(SELECTORS).map(([name, selector]) => [name,
+    Array.from(document.querySelectorAll(selector)).map(element => {
+      const box = element.getBoundingClientRect();
+      return {text: element.textContent.trim(), attributes: Object.fromEntries(
+                Array.from(element.attributes).map(a => [a.name, a.value])),
+              left: box.left, top: box.top, right: box.right, bottom: box.bottom};
+    })])),
 })"""
 
 
@@ -37,7 +48,14 @@ class PageReport:
     images: list[dict] = field(default_factory=list)
     document_width: int = 0
     viewport_width: int = 0
-    screenshot: bytes = b""
+    viewport_height: int = 0
+    boxes: dict[str, list[dict]] = field(default_factory=dict)   # per selector's name: text, attributes, edges
+    screenshot: bytes = field(default=b"", repr=False)
+
+    def in_viewport(self, box: dict) -> bool:
+        """Whether the element lies wholly inside the first screen: seen without scrolling."""
+        return (0 <= box["left"] and box["right"] <= self.viewport_width
+                and 0 <= box["top"] and box["bottom"] <= self.viewport_height)
 
 
 def chromium() -> str | None:
@@ -46,9 +64,10 @@ def chromium() -> str | None:
 
 
 def open_page(page: Path, width: int = 1400, height: int = 900, full_page: bool = False,
-              timeout: float = 60) -> PageReport:
+              timeout: float = 60, selectors: dict[str, str] | None = None) -> PageReport:
     """The page at a `width` × `height` viewport; its screenshot is of the viewport, or of the
-    whole page with `full_page`."""
+    whole page with `full_page`; `selectors`: name -> CSS selector, the elements whose boxes
+    the report gives (PageReport.boxes)."""
     binary = chromium()
     if binary is None:
         raise FileNotFoundError(f"no Chromium on PATH (tried {', '.join(CHROMIUM)}); "
@@ -60,7 +79,7 @@ def open_page(page: Path, width: int = 1400, height: int = 900, full_page: bool 
                                    start_new_session=True)             # its helper processes in its group
         try:
             endpoint = _devtools_endpoint(process)
-            inspection = _inspect(endpoint, page.resolve().as_uri(), width, height, full_page)
+            inspection = _inspect(endpoint, page.resolve().as_uri(), width, height, full_page, selectors or {})
             return asyncio.run(asyncio.wait_for(inspection, timeout))
         finally:
             os.killpg(process.pid, signal.SIGKILL)
@@ -76,7 +95,8 @@ def _devtools_endpoint(process: subprocess.Popen) -> str:
     raise RuntimeError(f"chromium exited ({process.wait()}) without opening its DevTools port")
 
 
-async def _inspect(endpoint: str, url: str, width: int, height: int, full_page: bool) -> PageReport:
+async def _inspect(endpoint: str, url: str, width: int, height: int, full_page: bool,
+                   selectors: dict[str, str]) -> PageReport:
     import aiohttp
     report = PageReport()
     async with aiohttp.ClientSession() as session, session.ws_connect(endpoint, max_msg_size=0) as socket:
@@ -91,9 +111,10 @@ async def _inspect(endpoint: str, url: str, width: int, height: int, full_page: 
         calls.loaded = False                                  # about:blank's own load does not count
         await calls.send("Page.navigate", url=url)
         await calls.until_loaded()
-        facts = json.loads((await calls.send("Runtime.evaluate", expression=PAGE_FACTS))["result"]["value"])
-        report.images, report.document_width, report.viewport_width = (
-            facts["images"], facts["documentWidth"], facts["viewportWidth"])
+        expression = PAGE_FACTS.replace("SELECTORS", json.dumps(selectors))
+        facts = json.loads((await calls.send("Runtime.evaluate", expression=expression))["result"]["value"])
+        report.images, report.document_width, report.viewport_width, report.viewport_height, report.boxes = (
+            facts["images"], facts["documentWidth"], facts["viewportWidth"], facts["viewportHeight"], facts["boxes"])
         area = {}
         if full_page:
             size = (await calls.send("Page.getLayoutMetrics"))["cssContentSize"]
@@ -149,7 +170,9 @@ class _Calls:
 
 
 if __name__ == "__main__":
-    result = open_page(Path(sys.argv[1]), width=int(sys.argv[3]) if len(sys.argv) > 3 else 1400, full_page=True)
+    first_screen = len(sys.argv) > 4
+    result = open_page(Path(sys.argv[1]), width=int(sys.argv[3]) if len(sys.argv) > 3 else 1400,
+                       height=int(sys.argv[4]) if first_screen else 900, full_page=not first_screen)
     Path(sys.argv[2]).write_bytes(result.screenshot)
     print(f"errors: {result.errors}\nimages: {len(result.images)}, "
           f"not loaded: {[i['alt'] for i in result.images if not i['loaded']]}\n"
