@@ -180,16 +180,27 @@ def sections(summary: pd.DataFrame, published: list[Published],
                                     bool(m.ranked and m.mean == best.get(m.metric)), int(m.seeds))
                      for m in group.itertuples(index=False)}
             section.rows.append(Row(method, variant, str(group["seeds"].max()), cells, caveat=group["caveat"].iloc[0]))
+        # One row per published (source, method, variant, aggregate), its metrics side by side.
+        rows_by_source: dict[tuple, Row] = {}
         for entry in published:
             if entry.dataset == dataset and spec_matches(entry.spec, specs.get(entry.metric, "")):
                 label = entry.quoted_from.split(" (")[0] if entry.quoted_from else entry.method
-                section.published.append(Row(label, entry.variant, entry.aggregate.replace("-", " "),
-                                             {entry.metric: Cell(entry.value, entry.std)}, entry.source))
+                key = (entry.source, label, entry.variant, entry.aggregate)
+                if key not in rows_by_source:
+                    rows_by_source[key] = Row(label, entry.variant, _published_as(entry), {}, entry.source)
+                    section.published.append(rows_by_source[key])
+                rows_by_source[key].cells[entry.metric] = Cell(entry.value, entry.std)
         section.verdicts = [v for v in verdicts if v.dataset == dataset and v.metric in metrics]
         reasons = missing[(missing["dataset"] == dataset) & missing["metric"].isin(metrics)]
         section.unavailable = dict(reasons.drop_duplicates("metric")[["metric", "unavailable"]].itertuples(index=False))
         result.append(section)
     return result
+
+
+def _published_as(entry: Published) -> str:
+    """What a published row is and where it comes from: "mean, ASPC-DA Table 6"."""
+    paper, _, table = entry.source.rpartition(", ")
+    return f"{entry.aggregate.replace('-', ' ')}, {paper.split(',')[0]} {table}"
 
 
 def _best_means(ranked: pd.DataFrame) -> dict[str, float]:
