@@ -144,8 +144,14 @@ def curve_columns(logs: list[pd.DataFrame]) -> list[str]:
     """The columns to draw: the health signals first, then any other numeric column; a column
     with one value in every row of every log (a constant learning rate) shows nothing."""
     numeric = dict.fromkeys(c for log in logs for c in log.select_dtypes("number").columns if c not in BOOKKEEPING)
-    changing = [c for c in numeric if pd.concat([log[c] for log in logs if c in log]).nunique() > 1]
+    changing = [c for c in numeric if pd.concat([_numbers(log, c) for log in logs if c in log]).nunique() > 1]
     return ([c for c in HEALTH if c in changing] + [c for c in changing if c not in HEALTH])[:MAX_CURVES]
+
+
+def _numbers(log: pd.DataFrame, column: str) -> pd.Series:
+    """A log column as numbers: a column that is numeric in one run's log may hold text in
+    another's (EncDiff's `components`: empty without DyGA, a list of counts with it)."""
+    return pd.to_numeric(log[column], errors="coerce")
 
 
 def training_curves(logs: dict[tuple[str, int], pd.DataFrame], dataset: str, method: str,
@@ -160,8 +166,8 @@ def training_curves(logs: dict[tuple[str, int], pd.DataFrame], dataset: str, met
     for (variant, seed), log in sorted(logs.items()):
         x = epochs(log)
         for axis, column in zip(axes, columns):
-            if column in log:
-                axis.plot(x, log[column], color=colours[f"{method} / {variant}"],
+            if column in log and _numbers(log, column).notna().any():
+                axis.plot(x, _numbers(log, column), color=colours[f"{method} / {variant}"],
                           linestyle=SEED_STYLES[seed % len(SEED_STYLES)], marker="." if len(log) < 20 else None,
                           linewidth=1.2, label=f"{variant}, seed {seed}")
     for axis, column in zip(axes, columns):

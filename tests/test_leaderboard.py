@@ -20,7 +20,8 @@ sys.path.insert(0, str(HERE.parent.parent.parent))
 
 from evaluation import published  # noqa: E402
 from evaluation.claims import learning_checks  # noqa: E402
-from reports.figures import COLUMNS, PANEL_PX, curve_columns, dataset_figure, epochs, run_colours  # noqa: E402
+from reports.figures import (COLUMNS, PANEL_PX, curve_columns, dataset_figure, epochs, run_colours,  # noqa: E402
+                             training_curves)
 from reports.leaderboard import render  # noqa: E402
 from reports.tables import UNDER_TRAINED, caveats, claim_verdicts, provenance, sections  # noqa: E402
 
@@ -189,6 +190,17 @@ def test_training_curves_leave_out_a_column_that_never_changes():
     other = {**run, "clusters_used": [10, 9, 9]}           # changes in one run: drawn
     assert curve_columns([pd.DataFrame(run)]) == ["loss"]
     assert curve_columns([pd.DataFrame(run), pd.DataFrame(other)]) == ["loss", "clusters_used"]
+
+
+def test_training_curves_plot_a_column_that_holds_text_in_another_runs_log(tmp_path):
+    """EncDiff's `components` is empty (read as numbers) without DyGA and a list of counts with it."""
+    plain = pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0], "components": [float("nan")] * 2})
+    dyga = pd.DataFrame({"epoch": [1, 2], "loss": [2.5, 1.5], "components": ["4;3", "3;3"]})
+    assert curve_columns([plain, dyga]) == ["loss"]
+    colours = run_colours(["encdiff / quick", "encdiff / quick+dyga"])
+    assert training_curves({("quick", 0): plain, ("quick+dyga", 0): dyga}, "sprites", "encdiff", colours,
+                           tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_training_curves_run_over_epochs_a_stage_that_counts_again_following_the_last():
