@@ -29,8 +29,8 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 
-from common.files import (IntegrityError, atomic_directory, file_mismatch, file_record, json_text, sha256_json,
-                          write_json)
+from common.files import (IntegrityError, atomic_directory, file_mismatch, file_record, json_text, sha256_file,
+                          sha256_json, write_json)
 from datasets.download import Downloader, Remote
 from datasets.factors import FactorSpace
 
@@ -224,11 +224,7 @@ class Staging:
 
     def add_source(self, file: str, path: Path) -> Path:
         """A source file read in place (a distribution's packaged copy), recorded like a fetched one."""
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        self.sources.append({"file": file, "url": path.resolve().as_uri(), "sha256": digest.hexdigest()})
+        self.sources.append({"file": file, "url": path.resolve().as_uri(), "sha256": sha256_file(path)})
         return path
 
     def save(self, split: str, array_name: str, array: np.ndarray) -> None:

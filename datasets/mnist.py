@@ -72,10 +72,11 @@ class Mnist(Dataset):
             origin = str(path)
         data = gunzip(path)
         expected = self.contents.get(filename)
-        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        found = hashlib.sha256(data).hexdigest() if expected is not None else None
+        if found != expected:
             raise ChecksumError(
                 f"{filename} ({origin}) decompresses to {len(data):,} bytes of sha256 "
-                f"{hashlib.sha256(data).hexdigest()}, expected {expected}: not {self.name}'s file. "
+                f"{found}, expected {expected}: not {self.name}'s file. "
                 f"Replace it with a good copy (reinstall {self.system_package or 'it'}, or delete it "
                 f"to download it afresh) and prepare again.")
         return data
